@@ -1,0 +1,3 @@
+"""textclf: a SageMaker bring-your-own container for BERT-family text classification."""
+
+__version__ = "0.1.0"
