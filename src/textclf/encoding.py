@@ -96,9 +96,7 @@ def _pad_token_id(tokenizer: Tokenizer, config: dict) -> int:
 class TextEncoder:
     """Encodes single texts or pairs to at most ``max_length`` ids, and pads batches."""
 
-    def __init__(
-        self, tokenizer: Tokenizer, max_length: int, truncation: Truncation = "head", pad_id: int = 0
-    ) -> None:
+    def __init__(self, tokenizer: Tokenizer, max_length: int, truncation: Truncation = "head", pad_id: int = 0) -> None:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self.tokenizer = tokenizer

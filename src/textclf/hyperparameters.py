@@ -83,7 +83,9 @@ class Hyperparameters(BaseModel):
     early_stopping_patience: int = Field(
         0, ge=0, description="Stop after N evaluations without improvement (0: never)."
     )
-    multi_label_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="Score above which a label is set (multi_label).")
+    multi_label_threshold: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Score above which a label is set (multi_label)."
+    )
 
     # Checkpoints and logs
     checkpoint_every_steps: int = Field(
@@ -96,7 +98,9 @@ class Hyperparameters(BaseModel):
     export_format: Literal["int8", "fp32"] = Field(
         "int8", description="Serve INT8 (dynamic quantization) or FP32 ONNX."
     )
-    quantize_per_channel: bool = Field(False, description="Per-channel INT8 weights (slower to export, sometimes more accurate).")
+    quantize_per_channel: bool = Field(
+        False, description="Per-channel INT8 weights (slower to export, sometimes more accurate)."
+    )
     max_accuracy_drop: float = Field(
         1.0, ge=0.0, le=100.0, description="Largest allowed validation accuracy drop of INT8 vs FP32, in points."
     )

@@ -45,9 +45,7 @@ def metric_regex(name: str) -> str:
     return rf"\b{re.escape(name)}={_VALUE};"
 
 
-METRIC_DEFINITIONS: list[dict[str, str]] = [
-    {"Name": name, "Regex": metric_regex(name)} for name in METRIC_NAMES
-]
+METRIC_DEFINITIONS: list[dict[str, str]] = [{"Name": name, "Regex": metric_regex(name)} for name in METRIC_NAMES]
 
 
 def format_metric(name: str, value: float) -> str:
