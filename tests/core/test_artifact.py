@@ -73,7 +73,11 @@ def test_sealing_requires_model_and_tokenizer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"labels": []}, "non-empty"), ({"labels": ["a", "a"]}, "distinct"), ({"problem_type": "regression"}, "problem_type")],
+    [
+        ({"labels": []}, "non-empty"),
+        ({"labels": ["a", "a"]}, "distinct"),
+        ({"problem_type": "regression"}, "problem_type"),
+    ],
 )
 def test_invalid_manifest_content_is_refused(model_dir: Path, change: dict, message: str) -> None:
     path = model_dir / artifact.MANIFEST_FILE

@@ -58,7 +58,9 @@ def test_tail_and_head_tail_keep_the_right_ends(hf_tokenizer: BertTokenizer) -> 
 
 def test_short_texts_are_untouched_by_any_truncation(hf_tokenizer: BertTokenizer) -> None:
     for mode in ("head", "tail", "head+tail"):
-        assert [e.ids for e in encoder(hf_tokenizer, 32, mode).encode(TEXTS[:2])] == hf_tokenizer(TEXTS[:2])["input_ids"]
+        assert [e.ids for e in encoder(hf_tokenizer, 32, mode).encode(TEXTS[:2])] == hf_tokenizer(TEXTS[:2])[
+            "input_ids"
+        ]
 
 
 def test_pad_is_dynamic_and_masks(hf_tokenizer: BertTokenizer) -> None:
