@@ -1,0 +1,132 @@
+"""The public API: package the Lambda, deploy the stack (``ops/apigw/template.yaml``), call it.
+
+The chain's time budget, set here in one place: API Gateway's integration timeout (``api.timeout_s``,
+29 s unless a quota raise allows more on a regional REST API) > the Lambda timeout (1 s less) >
+SageMaker's read timeout in the Lambda (3 s less again, at most the 70 s AWS recommends). Each hop
+therefore gives up before the one in front of it, and the caller gets the Lambda's JSON error
+instead of a gateway timeout. The container itself must answer within 60 s (SageMaker's limit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ops import stacks
+from ops.aws import RUNTIME_READ_TIMEOUT_S, Aws, OpsError, stack_outputs
+from ops.channels import ensure_bucket
+from ops.invoke import Request
+
+HERE = Path(__file__).resolve().parent / "apigw"
+TEMPLATE = HERE / "template.yaml"
+HANDLER = HERE / "handler.py"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    integration_ms: int
+    lambda_s: int
+    read_s: int
+
+
+def timeouts(api_timeout_s: int) -> Timeouts:
+    if api_timeout_s < 5:
+        raise OpsError("api.timeout_s must be at least 5 seconds")
+    return Timeouts(api_timeout_s * 1000, api_timeout_s - 1, min(RUNTIME_READ_TIMEOUT_S, api_timeout_s - 4))
+
+
+def package() -> tuple[bytes, str]:
+    """The Lambda zip (``handler.py`` alone, fixed timestamps so equal code gives equal bytes) and its sha256."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        info = zipfile.ZipInfo("handler.py", date_time=(2020, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        archive.writestr(info, HANDLER.read_bytes())
+    data = buffer.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def upload_code(aws: Aws) -> str:
+    """Upload the Lambda zip under a content-addressed key (a new key is what makes CloudFormation update the code)."""
+    data, digest = package()
+    key = f"{aws.cfg.aws.prefix.strip('/')}/lambda/handler-{digest[:16]}.zip"
+    aws.client("s3").put_object(Bucket=aws.bucket, Key=key, Body=data)
+    return key
+
+
+def parameters(aws: Aws, code_key: str) -> dict[str, str]:
+    a = aws.cfg.api
+    t = timeouts(a.timeout_s)
+    return {
+        "EndpointName": aws.cfg.endpoint.name,
+        "CodeBucket": aws.bucket,
+        "CodeKey": code_key,
+        "StageName": a.stage,
+        "AuthType": a.auth,
+        "IntegrationTimeoutMs": str(t.integration_ms),
+        "LambdaTimeoutSeconds": str(t.lambda_s),
+        "SageMakerReadTimeoutSeconds": str(t.read_s),
+        "ThrottleRateLimit": f"{a.throttle_rate:g}",
+        "ThrottleBurstLimit": str(a.throttle_burst),
+        "QuotaPerDay": str(a.quota_per_day),
+        "LogRetentionDays": str(a.log_retention_days),
+        "AllowedContentTypes": a.allowed_content_types,
+        "CreateApiGatewayAccountRole": "true" if a.create_account_log_role else "false",
+    }
+
+
+def deploy(aws: Aws) -> dict[str, str]:
+    ensure_bucket(aws)
+    outputs = stacks.deploy(aws, aws.cfg.api.stack_name, TEMPLATE, parameters(aws, upload_code(aws)))
+    print(f"POST {outputs['InvokeUrl']}")
+    if "ApiKeyId" in outputs:
+        print("API key: python -m ops api key")
+    return outputs
+
+
+def url(aws: Aws) -> str:
+    outputs = stack_outputs(aws, aws.cfg.api.stack_name)
+    if "InvokeUrl" not in outputs:
+        raise OpsError(f"stack {aws.cfg.api.stack_name} not found: run `python -m ops api deploy`")
+    return outputs["InvokeUrl"]
+
+
+def api_key(aws: Aws) -> str:
+    key_id = stack_outputs(aws, aws.cfg.api.stack_name).get("ApiKeyId")
+    if not key_id:
+        raise OpsError(f"stack {aws.cfg.api.stack_name} has no API key (auth is {aws.cfg.api.auth})")
+    return str(aws.client("apigateway").get_api_key(apiKey=key_id, includeValue=True)["value"])
+
+
+def call(
+    aws: Aws, request: Request, endpoint_url: str | None = None, key: str | None = None, timeout_s: float = 35.0
+) -> tuple[int, dict[str, str], bytes]:
+    """POST through API Gateway as a client would: API key header, or SigV4 when auth is AWS_IAM."""
+    target = endpoint_url or url(aws)
+    headers = {"Content-Type": request.content_type, "Accept": request.accept}
+    if request.custom_attributes:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = request.custom_attributes
+    if aws.cfg.api.auth == "API_KEY":
+        headers["x-api-key"] = key or api_key(aws)
+    else:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        signed = AWSRequest(method="POST", url=target, data=request.body, headers=headers)
+        SigV4Auth(aws.session.get_credentials(), "execute-api", aws.region).add_auth(signed)
+        headers = dict(signed.headers.items())
+    http_request = urllib.request.Request(target, data=request.body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(http_request, timeout=timeout_s) as response:
+            return response.status, dict(response.headers.items()), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers.items()), err.read()
+
+
+def delete(aws: Aws) -> bool:
+    return stacks.delete(aws, aws.cfg.api.stack_name)

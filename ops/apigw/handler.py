@@ -1,0 +1,252 @@
+"""API Gateway -> Lambda -> SageMaker ``InvokeEndpoint``. Standard library and boto3 only.
+
+Accepts API Gateway REST (payload 1.0) and HTTP API (payload 2.0) proxy events, base64 bodies
+included. Checks size and content type before calling SageMaker; passes ``Content-Type``,
+``Accept`` and ``X-Amzn-SageMaker-Custom-Attributes`` through and back. Errors map to:
+
+    container 4xx (ModelError)            -> the container's status and body (OriginalMessage)
+    container 5xx, container/read timeout  -> 502
+    throttling                             -> 429
+    ModelNotReady / ServiceUnavailable     -> 503
+    ValidationError                        -> 400
+
+Time budget (see docs/sagemaker.md): the SageMaker read timeout (``SAGEMAKER_READ_TIMEOUT_S``,
+70 s as AWS recommends when nothing in front is shorter) must end before the Lambda timeout, which
+must end before API Gateway's integration timeout (29 s unless raised), so that every failure
+reaches the caller as this function's JSON rather than a bare gateway 504.
+
+Logs carry the request id, sizes, statuses and timings: never bodies, headers or attributes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import time
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+LOG = logging.getLogger("textclf.api")
+LOG.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+
+MAX_BODY_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's 6 MB request limit (6,291,456 bytes)
+MAX_CUSTOM_ATTRIBUTES = 1024
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+DEFAULT_CONTENT_TYPES = "application/json,application/jsonlines,text/csv,text/plain"
+TEXT_TYPES = ("application/json", "application/jsonlines", "application/x-jsonlines", "text/")
+_VISIBLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
+_ACCOUNT = re.compile(r"\b\d{12}\b")
+
+_client: Any = None
+
+
+def _runtime() -> Any:
+    """One client per execution environment (created on the first request, reused while warm)."""
+    global _client
+    if _client is None:
+        _client = boto3.client(
+            "sagemaker-runtime",
+            config=Config(
+                read_timeout=float(os.environ.get("SAGEMAKER_READ_TIMEOUT_S", "70")),
+                connect_timeout=float(os.environ.get("SAGEMAKER_CONNECT_TIMEOUT_S", "2")),
+                # A retry would not fit in the API's time budget; the caller retries 429/503.
+                retries={"total_max_attempts": 1},
+            ),
+        )
+    return _client
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _allowed_types() -> set[str]:
+    raw = os.environ.get("ALLOWED_CONTENT_TYPES", DEFAULT_CONTENT_TYPES)
+    return {t.strip().lower() for t in raw.split(",") if t.strip()}
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _headers(event: dict[str, Any]) -> dict[str, str]:
+    """Request headers, names lower-cased (v1 keeps the client's case; v2 lower-cases; both may repeat)."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items() if v is not None}
+    for name, values in (event.get("multiValueHeaders") or {}).items():
+        if values and name.lower() not in headers:
+            headers[name.lower()] = ",".join(values)
+    return headers
+
+
+def _method(event: dict[str, Any]) -> str:
+    if event.get("version") == "2.0":
+        return str(event.get("requestContext", {}).get("http", {}).get("method", "")).upper()
+    return str(event.get("httpMethod", "")).upper()
+
+
+def _body(event: dict[str, Any]) -> bytes:
+    raw = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise HttpError(400, "BadRequest", "body is flagged base64 but is not valid base64") from None
+    return raw.encode("utf-8")
+
+
+def _parse(event: dict[str, Any]) -> dict[str, Any]:
+    """The InvokeEndpoint arguments, or HttpError for a request SageMaker would refuse anyway."""
+    method = _method(event)
+    if method and method != "POST":
+        raise HttpError(405, "MethodNotAllowed", "use POST", {"Allow": "POST"})
+    headers = _headers(event)
+    content_type = headers.get("content-type", "")
+    allowed = _allowed_types()
+    if _media_type(content_type) not in allowed:
+        shown = content_type or "none"
+        raise HttpError(
+            415,
+            "UnsupportedMediaType",
+            f"Content-Type {shown} is not accepted; use one of: {', '.join(sorted(allowed))}",
+        )
+    # Checked on the raw event first: a huge base64 string is refused before it is decoded.
+    if len(event.get("body") or "") > MAX_BODY_BYTES * 4 // 3 + 4:
+        raise HttpError(413, "PayloadTooLarge", f"body exceeds {MAX_BODY_BYTES} bytes")
+    body = _body(event)
+    if len(body) > MAX_BODY_BYTES:
+        raise HttpError(413, "PayloadTooLarge", f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not body:
+        raise HttpError(400, "BadRequest", "empty body")
+    kwargs: dict[str, Any] = {
+        "EndpointName": os.environ["ENDPOINT_NAME"],
+        "Body": body,
+        "ContentType": content_type,
+        "Accept": headers.get("accept") or content_type,
+    }
+    attributes = headers.get(CUSTOM_ATTRIBUTES.lower())
+    if attributes is not None:
+        if len(attributes) > MAX_CUSTOM_ATTRIBUTES or not _VISIBLE_ASCII.match(attributes):
+            raise HttpError(
+                400,
+                "BadRequest",
+                f"{CUSTOM_ATTRIBUTES} must be at most {MAX_CUSTOM_ATTRIBUTES} visible US-ASCII characters",
+            )
+        kwargs["CustomAttributes"] = attributes
+    return kwargs
+
+
+def _field(response: dict[str, Any], name: str) -> Any:
+    # botocore puts modelled error members at the top level; look in Error too, to be safe.
+    return response.get(name, response.get("Error", {}).get(name))
+
+
+def _map_client_error(exc: ClientError) -> HttpError | tuple[int, str, str]:
+    """A SageMaker error -> HttpError, or (status, content type, body) for a container's own 4xx."""
+    response = exc.response
+    code = response.get("Error", {}).get("Code", "")
+    message = str(response.get("Error", {}).get("Message", ""))
+    if code == "ModelError":
+        original = _field(response, "OriginalStatusCode")
+        try:
+            status = int(original)
+        except (TypeError, ValueError):
+            status = 0
+        if 400 <= status < 500:
+            body = str(_field(response, "OriginalMessage") or message)
+            try:
+                json.loads(body)
+                media = "application/json"
+            except ValueError:
+                media = "text/plain; charset=utf-8"
+            return status, media, body
+        what = "timed out" if status == 0 else f"failed with status {status}"
+        return HttpError(502, "ModelError", f"the model {what}")
+    if code in ("ModelNotReadyException", "ServiceUnavailable", "ServiceUnavailableException"):
+        return HttpError(503, code, "the model is not ready; retry shortly", {"Retry-After": "1"})
+    if "Throttl" in code or code in ("TooManyRequestsException", "RequestLimitExceeded"):
+        return HttpError(429, code, "too many requests; retry with backoff", {"Retry-After": "1"})
+    if code in ("ValidationError", "ValidationException"):
+        return HttpError(400, "ValidationError", _ACCOUNT.sub("<account>", message))
+    return HttpError(502, code or "UpstreamError", "SageMaker could not answer")
+
+
+def _text_or_base64(body: bytes, content_type: str) -> tuple[str, bool]:
+    if _media_type(content_type).startswith(TEXT_TYPES):
+        try:
+            return body.decode("utf-8"), False
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def _error(err: HttpError, request_id: str) -> dict[str, Any]:
+    body = {"error": err.code, "message": err.message, "request_id": request_id}
+    return {
+        "statusCode": err.status,
+        "headers": {"Content-Type": "application/json", **err.headers},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    request_id = str(getattr(context, "aws_request_id", "") or "")
+    started = time.monotonic()
+    outcome = "ok"
+    status = 500
+    try:
+        kwargs = _parse(event)
+        try:
+            response = _runtime().invoke_endpoint(**kwargs)
+        except ClientError as exc:
+            mapped = _map_client_error(exc)
+            outcome = exc.response.get("Error", {}).get("Code", "ClientError")
+            if isinstance(mapped, HttpError):
+                raise mapped from None
+            status, media, text = mapped
+            return {"statusCode": status, "headers": {"Content-Type": media}, "body": text, "isBase64Encoded": False}
+        except (ReadTimeoutError, ConnectTimeoutError) as exc:
+            outcome = type(exc).__name__
+            raise HttpError(502, "Timeout", "the model did not answer in time") from None
+        except EndpointConnectionError as exc:
+            outcome = type(exc).__name__
+            raise HttpError(502, "UpstreamError", "SageMaker could not be reached") from None
+        content_type = response.get("ContentType") or "application/octet-stream"
+        text, is_b64 = _text_or_base64(response["Body"].read(), content_type)
+        headers = {"Content-Type": content_type}
+        if response.get("CustomAttributes"):
+            headers[CUSTOM_ATTRIBUTES] = response["CustomAttributes"]
+        if response.get("InvokedProductionVariant"):
+            headers["X-Amzn-Invoked-Production-Variant"] = response["InvokedProductionVariant"]
+        status = 200
+        return {"statusCode": 200, "headers": headers, "body": text, "isBase64Encoded": is_b64}
+    except HttpError as err:
+        status = err.status
+        if outcome == "ok":
+            outcome = err.code
+        return _error(err, request_id)
+    except Exception:
+        LOG.exception("unexpected error (request %s)", request_id)
+        outcome = "InternalError"
+        return _error(HttpError(500, "InternalError", "internal error"), request_id)
+    finally:
+        LOG.info(
+            json.dumps(
+                {
+                    "request_id": request_id,
+                    "status": status,
+                    "outcome": outcome,
+                    "body_bytes": len(event.get("body") or ""),
+                    "ms": round((time.monotonic() - started) * 1000),
+                }
+            )
+        )

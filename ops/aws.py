@@ -1,0 +1,133 @@
+"""One boto3 session per command, the clients built from it, and what every command derives from it.
+
+Every AWS call of ``ops/`` goes through :class:`Aws`, so tests hand it a session whose events they
+watch (or a client wrapped in botocore's Stubber) and nothing else needs patching.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ops.config import ConfigError, OpsConfig
+
+# InvokeEndpoint: the model may take 60 s; AWS recommends a 70 s socket timeout on the client.
+RUNTIME_READ_TIMEOUT_S = 70
+
+
+class OpsError(RuntimeError):
+    """A command could not do what was asked; the message says why and what to do."""
+
+
+class Aws:
+    def __init__(self, cfg: OpsConfig, session: boto3.Session | None = None) -> None:
+        self.cfg = cfg
+        self.session = session or boto3.Session(
+            region_name=cfg.aws.region or None, profile_name=cfg.aws.profile or None
+        )
+        if not self.session.region_name:
+            raise ConfigError("no AWS region: set aws.region, TEXTCLF_AWS_REGION or AWS_DEFAULT_REGION")
+        self.clients: dict[str, Any] = {}
+        self._account_id: str | None = None
+
+    @property
+    def region(self) -> str:
+        return str(self.session.region_name)
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            config = Config(retries={"mode": "standard", "max_attempts": 5})
+            if service == "sagemaker-runtime":
+                config = Config(
+                    read_timeout=RUNTIME_READ_TIMEOUT_S, connect_timeout=5, retries={"total_max_attempts": 1}
+                )
+            self.clients[service] = self.session.client(service, config=config)
+        return self.clients[service]
+
+    @property
+    def account_id(self) -> str:
+        if self._account_id is None:
+            self._account_id = str(self.client("sts").get_caller_identity()["Account"])
+        return self._account_id
+
+    @property
+    def partition(self) -> str:
+        return self.session.get_partition_for_region(self.region)
+
+    @property
+    def bucket(self) -> str:
+        return self.cfg.aws.bucket or f"{self.cfg.project}-{self.account_id}-{self.region}"
+
+    def s3_uri(self, *parts: str) -> str:
+        """``s3://bucket/<prefix>/<parts...>/`` (a folder: trailing slash, see ``checkpoint`` note)."""
+        keys = [self.cfg.aws.prefix.strip("/"), *(p.strip("/") for p in parts)]
+        return f"s3://{self.bucket}/" + "/".join(k for k in keys if k) + "/"
+
+    @property
+    def image_uri(self) -> str:
+        image = self.cfg.image
+        if image.uri:
+            return image.uri
+        suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+        return f"{self.account_id}.dkr.ecr.{self.region}.{suffix}/{image.repository}:{image.tag}"
+
+    @property
+    def role_arn(self) -> str:
+        """The SageMaker execution role: configured, else the role stack's ``RoleArn`` output."""
+        if self.cfg.aws.role_arn:
+            return self.cfg.aws.role_arn
+        outputs = stack_outputs(self, self.cfg.role.stack_name)
+        if "RoleArn" not in outputs:
+            raise ConfigError(
+                "no SageMaker execution role: set aws.role_arn (or TEXTCLF_AWS_ROLE_ARN), "
+                f"or create one with `python -m ops role` (stack {self.cfg.role.stack_name})"
+            )
+        return outputs["RoleArn"]
+
+    def endpoint_arn(self, name: str) -> str:
+        return f"arn:{self.partition}:sagemaker:{self.region}:{self.account_id}:endpoint/{name.lower()}"
+
+
+def stack_outputs(aws: Aws, stack_name: str) -> dict[str, str]:
+    """A CloudFormation stack's outputs; empty when the stack does not exist."""
+    cfn = aws.client("cloudformation")
+    try:
+        stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return {}
+        raise
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def unique_name(base: str, max_length: int = 63) -> str:
+    """``base-YYYYmmdd-HHMMSS``, cut so that SageMaker's 63-character names hold it."""
+    stamp = timestamp()
+    return f"{base[: max_length - len(stamp) - 1].rstrip('-')}-{stamp}"
+
+
+def poll(
+    describe: Callable[[], dict[str, Any]],
+    status_key: str,
+    busy: set[str],
+    delay_s: float,
+    max_attempts: int,
+) -> dict[str, Any]:
+    """Call ``describe`` until its ``status_key`` leaves ``busy``; return the last description."""
+    for attempt in range(max_attempts):
+        description = describe()
+        if description[status_key] not in busy:
+            return description
+        if attempt < max_attempts - 1:
+            time.sleep(delay_s)
+    raise OpsError(f"still {description[status_key]} after {max_attempts} checks {delay_s:g} s apart")

@@ -1,0 +1,248 @@
+"""The one configuration of ``ops/``: a TOML file, then ``TEXTCLF_*`` environment overrides.
+
+Precedence (last wins): the defaults below, the file (``--config``, else ``$TEXTCLF_OPS_CONFIG``,
+else ``ops/config.toml`` when present), then ``TEXTCLF_<SECTION>_<FIELD>`` variables, e.g.
+``TEXTCLF_AWS_ROLE_ARN`` or ``TEXTCLF_TRAINING_INSTANCE_TYPE``. Nothing here names an account:
+the image URI and the default bucket are derived from the caller's account at run time, and the
+role comes from the file, the environment or the role stack (``python -m ops role``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+DEFAULT_PATH = Path(__file__).resolve().parent / "config.toml"
+ENV_PREFIX = "TEXTCLF_"
+ENV_CONFIG = "TEXTCLF_OPS_CONFIG"
+# SageMaker lower-cases names inside ARNs, and the API stack's IAM policy names the endpoint ARN:
+# a lower-case name keeps the two identical.
+_NAME = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is incomplete or inconsistent; the message names the setting."""
+
+
+@dataclass
+class AwsSection:
+    region: str = ""  # empty: AWS_REGION / AWS_DEFAULT_REGION / the profile's region
+    profile: str = ""
+    role_arn: str = ""  # SageMaker execution role; empty: the role stack's output
+    bucket: str = ""  # empty: textclf-<account>-<region>
+    prefix: str = "textclf"  # key prefix inside the bucket
+
+
+@dataclass
+class ImageSection:
+    repository: str = "textclf"
+    tag: str = "latest"
+    uri: str = ""  # full override, e.g. an image in another registry; empty: derived from ECR
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+    platform: str = "linux/amd64"
+    build_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingSection:
+    base_job_name: str = "textclf"
+    instance_type: str = "ml.g5.xlarge"
+    instance_count: int = 1
+    volume_size_gb: int = 50
+    input_mode: str = "File"
+    spot: bool = True
+    max_run_s: int = 3 * 3600
+    max_wait_s: int = 6 * 3600  # spot only: waiting for capacity + running; must be >= max_run_s
+    checkpoint_local_path: str = "/opt/ml/checkpoints"
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TuningSection:
+    base_job_name: str = "textclf-hpo"
+    objective: str = "validation_accuracy"
+    strategy: str = "Bayesian"
+    max_jobs: int = 12
+    max_parallel_jobs: int = 3
+    early_stopping: str = "Auto"
+    ranges_file: str = ""  # a TOML/JSON file with [ranges.<name>]; empty: the ranges below
+    ranges: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class AutoscalingSection:
+    enabled: bool = True
+    min_instances: int = 1
+    max_instances: int = 4
+    invocations_per_instance: float = 600.0  # per minute (SageMakerVariantInvocationsPerInstance)
+    scale_in_cooldown_s: int = 300
+    scale_out_cooldown_s: int = 60
+
+
+@dataclass
+class EndpointSection:
+    name: str = "textclf"
+    variant: str = "AllTraffic"
+    instance_type: str = "ml.c6i.xlarge"
+    instance_count: int = 1
+    startup_health_check_timeout_s: int = 600  # ContainerStartupHealthCheckTimeoutInSeconds (60-3600)
+    model_download_timeout_s: int = 600  # ModelDataDownloadTimeoutInSeconds (60-3600)
+    environment: dict[str, str] = field(default_factory=dict)
+    rollback_alarms: list[str] = field(default_factory=list)  # CloudWatch alarms that roll an update back
+    bake_s: int = 0  # blue/green: keep the old fleet this long after the switch (alarms can still roll back)
+    keep_previous: bool = False  # after a successful update, keep the old endpoint config and model
+    wait_delay_s: int = 30
+    wait_max_attempts: int = 80
+    autoscaling: AutoscalingSection = field(default_factory=AutoscalingSection)
+
+
+@dataclass
+class BatchSection:
+    instance_type: str = "ml.c6i.xlarge"
+    instance_count: int = 1
+    max_payload_mb: int = 6
+    max_concurrent_transforms: int = 0  # 0: let the container's /execution-parameters decide
+    invocation_timeout_s: int = 600
+    invocation_max_retries: int = 1
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ApiSection:
+    stack_name: str = "textclf-api"
+    stage: str = "v1"
+    auth: str = "API_KEY"  # or AWS_IAM
+    timeout_s: int = 29  # API Gateway's integration timeout; above 29 needs a quota raise (regional REST)
+    throttle_rate: float = 10.0  # requests per second, steady
+    throttle_burst: int = 20
+    quota_per_day: int = 0  # 0: no daily quota
+    log_retention_days: int = 30
+    allowed_content_types: str = "application/json,application/jsonlines,text/csv,text/plain"
+    create_account_log_role: bool = True  # API Gateway's per-region CloudWatch role (needed once)
+
+
+@dataclass
+class RoleSection:
+    stack_name: str = "textclf-sagemaker-role"
+
+
+@dataclass
+class OpsConfig:
+    project: str = "textclf"
+    aws: AwsSection = field(default_factory=AwsSection)
+    image: ImageSection = field(default_factory=ImageSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    tuning: TuningSection = field(default_factory=TuningSection)
+    endpoint: EndpointSection = field(default_factory=EndpointSection)
+    batch: BatchSection = field(default_factory=BatchSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    role: RoleSection = field(default_factory=RoleSection)
+
+    def validate(self) -> OpsConfig:
+        if not _NAME.match(self.endpoint.name):
+            raise ConfigError(
+                f"endpoint.name {self.endpoint.name!r}: use lower-case letters, digits and hyphens (at most 63)"
+            )
+        if self.training.spot and self.training.max_wait_s < self.training.max_run_s:
+            raise ConfigError(
+                f"training.max_wait_s ({self.training.max_wait_s}) must be >= training.max_run_s "
+                f"({self.training.max_run_s}) for spot training"
+            )
+        for key in ("startup_health_check_timeout_s", "model_download_timeout_s"):
+            value = getattr(self.endpoint, key)
+            if not 60 <= value <= 3600:
+                raise ConfigError(f"endpoint.{key} must be within 60..3600 seconds, got {value}")
+        scaling = self.endpoint.autoscaling
+        if scaling.enabled and not 1 <= scaling.min_instances <= scaling.max_instances:
+            raise ConfigError("endpoint.autoscaling needs 1 <= min_instances <= max_instances")
+        if self.api.auth not in ("API_KEY", "AWS_IAM"):
+            raise ConfigError(f"api.auth must be API_KEY or AWS_IAM, got {self.api.auth!r}")
+        if not 5 <= self.api.timeout_s <= 300:
+            raise ConfigError(f"api.timeout_s must be within 5..300, got {self.api.timeout_s}")
+        if self.batch.max_concurrent_transforms * self.batch.max_payload_mb > 100:
+            raise ConfigError("batch.max_concurrent_transforms x batch.max_payload_mb must be <= 100")
+        return self
+
+
+def _coerce(raw: str, annotation: Any, where: str) -> Any:
+    if annotation is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected a boolean, got {raw!r}")
+    try:
+        return annotation(raw)
+    except ValueError:
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {raw!r}") from None
+
+
+def _apply(obj: Any, data: dict[str, Any], where: str, env: dict[str, str]) -> None:
+    """Fill dataclass ``obj`` from ``data`` (the file), then from ``env`` (scalars only)."""
+    hints = get_type_hints(type(obj))
+    known = {f.name for f in dataclasses.fields(obj)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in [{where or 'top level'}]: {', '.join(unknown)}")
+    for f in dataclasses.fields(obj):
+        path = f"{where}.{f.name}" if where else f.name
+        current = getattr(obj, f.name)
+        if dataclasses.is_dataclass(current):
+            sub = data.get(f.name, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(f"[{path}] must be a table")
+            _apply(current, sub, path, env)
+            continue
+        if f.name in data:
+            value = data[f.name]
+            hint = hints[f.name]
+            if hint is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            expected = getattr(hint, "__origin__", None) or hint
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(f"{path}: expected {getattr(expected, '__name__', expected)}, got {value!r}")
+            setattr(obj, f.name, value)
+        env_name = ENV_PREFIX + path.replace(".", "_").upper()
+        if env_name in env and not isinstance(current, dict | list):
+            setattr(obj, f.name, _coerce(env[env_name], hints[f.name], env_name))
+
+
+def load(path: str | Path | None = None, env: dict[str, str] | None = None) -> OpsConfig:
+    """Load the configuration; ``path`` None means ``$TEXTCLF_OPS_CONFIG`` or ``ops/config.toml``."""
+    env = dict(os.environ if env is None else env)
+    chosen = Path(path) if path else Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None
+    data: dict[str, Any] = {}
+    if chosen is not None:
+        if not chosen.is_file():
+            raise ConfigError(f"config file {chosen} does not exist")
+        data = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    elif DEFAULT_PATH.is_file():
+        data = tomllib.loads(DEFAULT_PATH.read_text(encoding="utf-8"))
+    cfg = OpsConfig()
+    _apply(cfg, data, "", env)
+    if not cfg.aws.region:
+        cfg.aws.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ""
+    return cfg.validate()
+
+
+def load_ranges_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Tuning ranges from their own file: TOML (``[ranges.<name>]``) or JSON (``{"ranges": {...}}``)."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"ranges file {p} does not exist")
+    text = p.read_text(encoding="utf-8")
+    data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    ranges = data.get("ranges", data)
+    if not isinstance(ranges, dict) or not all(isinstance(v, dict) for v in ranges.values()):
+        raise ConfigError(f"{p}: expected a table of ranges, one per hyperparameter")
+    return ranges

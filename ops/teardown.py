@@ -1,0 +1,111 @@
+"""Tear down what the other commands created, the billable parts first.
+
+Default: the API stack, the endpoint (and its autoscaling), then the endpoint configs and models
+whose names start with the project's prefixes and that no remaining endpoint uses.
+``everything=True`` also stops running jobs, deletes the role stack, the ECR repository and the
+objects under the bucket prefix (and the bucket itself when that leaves it empty).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ops import api, endpoint, stacks
+from ops.aws import Aws
+
+
+def _paged(client: Any, method: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
+    return [item for page in client.get_paginator(method).paginate(**kwargs) for item in page[key]]
+
+
+def _prefixes(aws: Aws) -> tuple[str, ...]:
+    return (f"{aws.cfg.endpoint.name}-", f"{aws.cfg.project}-")
+
+
+def _in_use(aws: Aws) -> tuple[set[str], set[str]]:
+    """Endpoint configs used by remaining endpoints, and the models those configs name."""
+    sm = aws.client("sagemaker")
+    configs = {
+        sm.describe_endpoint(EndpointName=e["EndpointName"])["EndpointConfigName"]
+        for e in _paged(sm, "list_endpoints", "Endpoints")
+    }
+    models = {
+        v["ModelName"] for c in configs for v in sm.describe_endpoint_config(EndpointConfigName=c)["ProductionVariants"]
+    }
+    return configs, models
+
+
+def endpoint_resources(aws: Aws) -> dict[str, list[str]]:
+    sm = aws.client("sagemaker")
+    prefixes = _prefixes(aws)
+    used_configs, used_models = _in_use(aws)
+    deleted: dict[str, list[str]] = {"endpoint_configs": [], "models": []}
+    for c in _paged(sm, "list_endpoint_configs", "EndpointConfigs"):
+        name = c["EndpointConfigName"]
+        if name.startswith(prefixes) and name not in used_configs:
+            sm.delete_endpoint_config(EndpointConfigName=name)
+            deleted["endpoint_configs"].append(name)
+    for m in _paged(sm, "list_models", "Models"):
+        name = m["ModelName"]
+        if name.startswith(prefixes) and name not in used_models:
+            sm.delete_model(ModelName=name)
+            deleted["models"].append(name)
+    return deleted
+
+
+def stop_jobs(aws: Aws) -> list[str]:
+    sm = aws.client("sagemaker")
+    stopped: list[str] = []
+    prefixes = _prefixes(aws)
+    for method, key, name_key, stop, arg in (
+        (
+            "list_hyper_parameter_tuning_jobs",
+            "HyperParameterTuningJobSummaries",
+            "HyperParameterTuningJobName",
+            sm.stop_hyper_parameter_tuning_job,
+            "HyperParameterTuningJobName",
+        ),
+        ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", sm.stop_training_job, "TrainingJobName"),
+        ("list_transform_jobs", "TransformJobSummaries", "TransformJobName", sm.stop_transform_job, "TransformJobName"),
+    ):
+        for job in _paged(sm, method, key, StatusEquals="InProgress"):
+            if job[name_key].startswith(prefixes):
+                stop(**{arg: job[name_key]})
+                stopped.append(job[name_key])
+    return stopped
+
+
+def storage(aws: Aws) -> None:
+    ecr = aws.client("ecr")
+    try:
+        ecr.delete_repository(repositoryName=aws.cfg.image.repository, force=True)
+        print(f"deleted ECR repository {aws.cfg.image.repository}")
+    except ecr.exceptions.RepositoryNotFoundException:
+        pass
+    s3 = aws.client("s3")
+    prefix = aws.cfg.aws.prefix.strip("/") + "/"
+    try:
+        keys = [o["Key"] for o in _paged(s3, "list_objects_v2", "Contents", Bucket=aws.bucket, Prefix=prefix)]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "NoSuchBucket":
+            return
+        raise
+    for start in range(0, len(keys), 1000):
+        s3.delete_objects(Bucket=aws.bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]]})
+    print(f"deleted {len(keys)} object(s) under s3://{aws.bucket}/{prefix}")
+    if not s3.list_objects_v2(Bucket=aws.bucket, MaxKeys=1).get("KeyCount", 0):
+        s3.delete_bucket(Bucket=aws.bucket)
+        print(f"deleted bucket {aws.bucket}")
+
+
+def teardown(aws: Aws, everything: bool = False) -> dict[str, Any]:
+    summary: dict[str, Any] = {"api_stack": api.delete(aws), "endpoint": endpoint.teardown_endpoint(aws)}
+    if everything:
+        summary["stopped_jobs"] = stop_jobs(aws)
+    summary.update(endpoint_resources(aws))
+    if everything:
+        summary["role_stack"] = stacks.delete(aws, aws.cfg.role.stack_name)
+        storage(aws)
+    return summary

@@ -1,0 +1,159 @@
+"""Start a training job with the SageMaker SDK v3 ``ModelTrainer`` (no ``source_code``: the image's
+own ``train`` runs), managed spot with checkpoints, and the metric regexes ``train`` prints through.
+
+Hyperparameters are turned into strings here, checked against the container's own
+``textclf.hyperparameters`` before any money is spent, and sent as those strings.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ops.aws import Aws, OpsError
+from ops.config import ConfigError
+from textclf.metric_definitions import METRIC_DEFINITIONS
+
+if TYPE_CHECKING:
+    from sagemaker.train import ModelTrainer
+
+# CreateTrainingJob limits (botocore): 100 hyperparameters; 256 characters per key and value is the
+# safe reading of the API docs. Tuning jobs: plan for at most 20 metric definitions.
+MAX_HYPERPARAMETERS = 100
+MAX_HYPERPARAMETER_CHARS = 256
+MAX_METRICS = 20
+
+
+def to_hyperparameter_string(value: Any) -> str:
+    """SageMaker's wire form: strings as they are, booleans lower-case, everything else JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def hyperparameters(raw: dict[str, Any]) -> dict[str, str]:
+    """``raw`` as SageMaker hyperparameters (all strings), validated against the container's parser."""
+    from textclf.errors import ConfigError as ContainerConfigError
+    from textclf.hyperparameters import parse
+
+    strings = {str(k): to_hyperparameter_string(v) for k, v in raw.items()}
+    if len(strings) > MAX_HYPERPARAMETERS:
+        raise ConfigError(f"{len(strings)} hyperparameters; SageMaker takes at most {MAX_HYPERPARAMETERS}")
+    for key, value in strings.items():
+        if len(key) > MAX_HYPERPARAMETER_CHARS or len(value) > MAX_HYPERPARAMETER_CHARS:
+            raise ConfigError(f"hyperparameter {key!r}: keys and values must be at most 256 characters")
+    try:
+        parse(strings)
+    except ContainerConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return strings
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """The regexes for the lines ``train`` prints (``textclf.metric_definitions``), within API limits."""
+    definitions = [dict(d) for d in METRIC_DEFINITIONS]
+    if len(definitions) > MAX_METRICS:
+        raise OpsError(f"{len(definitions)} metric definitions; tuning jobs take at most {MAX_METRICS}")
+    for d in definitions:
+        if not (1 <= len(d["Name"]) <= 255 and 1 <= len(d["Regex"]) <= 500):
+            raise OpsError(f"metric definition {d['Name']!r} exceeds the API's length limits")
+    return definitions
+
+
+def sdk_session(aws: Aws) -> Any:
+    from sagemaker.core.helper.session_helper import Session
+
+    return Session(boto_session=aws.session, default_bucket=aws.bucket, default_bucket_prefix=aws.cfg.aws.prefix)
+
+
+def model_trainer(aws: Aws, hps: dict[str, str], checkpoint_s3_uri: str | None = None) -> ModelTrainer:
+    """The trainer both training and tuning start from. ``checkpoint_s3_uri`` None lets the SDK put
+    checkpoints under ``<prefix>/<base_job_name>/<job-name>/checkpoints``: one folder per job, so a
+    new job never resumes another job's checkpoints."""
+    from sagemaker.core.shapes import MetricDefinition
+    from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, StoppingCondition
+    from sagemaker.train import ModelTrainer
+
+    t = aws.cfg.training
+    stopping = StoppingCondition(max_runtime_in_seconds=t.max_run_s)
+    if t.spot:
+        stopping.max_wait_time_in_seconds = t.max_wait_s
+    trainer = ModelTrainer(
+        sagemaker_session=sdk_session(aws),
+        role=aws.role_arn,
+        training_image=aws.image_uri,
+        base_job_name=t.base_job_name,
+        compute=Compute(
+            instance_type=t.instance_type,
+            instance_count=t.instance_count,
+            volume_size_in_gb=t.volume_size_gb,
+            enable_managed_spot_training=t.spot,
+        ),
+        stopping_condition=stopping,
+        checkpoint_config=CheckpointConfig(s3_uri=checkpoint_s3_uri, local_path=t.checkpoint_local_path),
+        output_data_config=OutputDataConfig(s3_output_path=aws.s3_uri("output")),
+        training_input_mode=t.input_mode,
+        hyperparameters=hps,
+        environment=dict(t.environment),
+    )
+    return trainer.with_metric_definitions(
+        [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]
+    )
+
+
+def input_data(aws: Aws, channels: dict[str, str] | None) -> list[Any]:
+    from sagemaker.core.training.configs import InputData
+
+    from ops.channels import existing_channels
+
+    channels = channels or existing_channels(aws)
+    if "train" not in channels:
+        raise OpsError("no `train` channel: upload one with `python -m ops upload --channel train=PATH`")
+    for name, uri in channels.items():
+        if not uri.startswith("s3://"):
+            raise OpsError(f"channel {name}: {uri} is not an s3:// URI")
+    return [InputData(channel_name=name, data_source=uri) for name, uri in sorted(channels.items())]
+
+
+def checkpoint_of(aws: Aws, job_name: str) -> str:
+    """The checkpoint S3 URI of an earlier job, to continue from it (e.g. after MaxWait ran out)."""
+    described = aws.client("sagemaker").describe_training_job(TrainingJobName=job_name)
+    uri = (described.get("CheckpointConfig") or {}).get("S3Uri")
+    if not uri:
+        raise OpsError(f"training job {job_name} had no checkpoint configuration")
+    return str(uri)
+
+
+def start(
+    aws: Aws,
+    channels: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume_from: str | None = None,
+    wait: bool = False,
+) -> str:
+    """Start a training job; returns its name."""
+    hps = hyperparameters({**aws.cfg.training.hyperparameters, **(overrides or {})})
+    checkpoint = checkpoint_of(aws, resume_from) if resume_from else None
+    trainer = model_trainer(aws, hps, checkpoint)
+    trainer.train(input_data_config=input_data(aws, channels), wait=wait, logs=wait)
+    job = trainer._latest_training_job  # the SDK's documented way to reach the created job
+    name = str(job.training_job_name)
+    print(f"training job {name} started")
+    if wait:
+        status = aws.client("sagemaker").describe_training_job(TrainingJobName=name)
+        if status["TrainingJobStatus"] != "Completed":
+            raise OpsError(f"training job {name} {status['TrainingJobStatus']}: {status.get('FailureReason', '')}")
+    return name
+
+
+def model_data(aws: Aws, job_name: str) -> str:
+    """The ``model.tar.gz`` of a completed training job."""
+    described = aws.client("sagemaker").describe_training_job(TrainingJobName=job_name)
+    if described["TrainingJobStatus"] != "Completed":
+        raise OpsError(
+            f"training job {job_name} is {described['TrainingJobStatus']}, not Completed"
+            + (f": {described['FailureReason']}" if described.get("FailureReason") else "")
+        )
+    return str(described["ModelArtifacts"]["S3ModelArtifacts"])
