@@ -1,0 +1,101 @@
+"""Training jobs through the SDK v3 ModelTrainer, checked at the CreateTrainingJob request."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from conftest import TRAINING_INSTANCE, Calls, completed_training_job
+
+from ops import training
+from ops.aws import OpsError
+from ops.config import ConfigError
+from textclf.metric_definitions import METRIC_DEFINITIONS, format_metric
+
+
+def test_request_sent_to_sagemaker(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:
+    name = training.start(aws, overrides={"seed": 7, "quantize_per_channel": True})
+    req = calls.one("CreateTrainingJob")
+    assert req["TrainingJobName"] == name and name.startswith("textclf-")
+
+    algo = req["AlgorithmSpecification"]
+    assert algo["TrainingImage"] == f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1"
+    assert algo["TrainingInputMode"] == "File"
+    assert "ContainerEntrypoint" not in algo  # no source_code: the image's own `train` runs
+    assert algo["MetricDefinitions"] == METRIC_DEFINITIONS
+    for d in algo["MetricDefinitions"]:
+        assert re.search(d["Regex"], format_metric(d["Name"], 0.875)).group(1) == "0.875"
+
+    hps = req["HyperParameters"]
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in hps.items())
+    assert hps == {
+        "epochs": "2",
+        "learning_rate": "5e-05",
+        "mixed_precision": "bf16",
+        "keep_full_precision": "false",
+        "labels": '["neg", "pos"]',
+        "seed": "7",
+        "quantize_per_channel": "true",
+    }
+
+    assert req["EnableManagedSpotTraining"] is True
+    assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    checkpoint = req["CheckpointConfig"]
+    assert checkpoint["LocalPath"] == "/opt/ml/checkpoints"
+    # one folder per job, under the project's prefix: a new job never resumes someone else's state
+    assert checkpoint["S3Uri"].startswith("s3://textclf-test-bucket/textclf/")
+    assert name in checkpoint["S3Uri"]
+
+    assert req["RoleArn"] == aws.role_arn
+    assert req["ResourceConfig"] == {"InstanceType": TRAINING_INSTANCE, "InstanceCount": 1, "VolumeSizeInGB": 50}
+    assert req["OutputDataConfig"]["S3OutputPath"] == "s3://textclf-test-bucket/textclf/output/"
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in req["InputDataConfig"]}
+    assert channels == uploaded
+    assert all(uri.endswith("/") for uri in channels.values())
+
+
+def test_on_demand_has_no_spot_wait(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:
+    aws.cfg.training.spot = False
+    training.start(aws)
+    req = calls.one("CreateTrainingJob")
+    assert req.get("EnableManagedSpotTraining") in (None, False)
+    assert "MaxWaitTimeInSeconds" not in req["StoppingCondition"]
+
+
+def test_resume_reuses_an_earlier_jobs_checkpoints(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:
+    completed_training_job(aws, "textclf-interrupted")
+    training.start(aws, resume_from="textclf-interrupted")
+    created = calls.of("CreateTrainingJob")[-1]
+    assert created["CheckpointConfig"]["S3Uri"] == aws.s3_uri("checkpoints", "textclf-interrupted")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epoch": 3}, "unknown hyperparameter 'epoch'"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"truncation": "middle"}, "truncation"),
+        ({"text_column": "x" * 300}, "256 characters"),
+    ],
+)
+def test_bad_hyperparameters_fail_before_any_job(
+    aws: Any, calls: Calls, uploaded: dict[str, str], overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        training.start(aws, overrides=overrides)
+    assert calls.of("CreateTrainingJob") == []
+
+
+def test_train_channel_is_required(aws: Any, calls: Calls, bucket: str) -> None:
+    with pytest.raises(OpsError, match="no `train` channel"):
+        training.start(aws)
+    with pytest.raises(OpsError, match="not an s3:// URI"):
+        training.start(aws, channels={"train": "/local/path"})
+    assert calls.of("CreateTrainingJob") == []
+
+
+def test_model_data_needs_a_completed_job(aws: Any) -> None:
+    uri = completed_training_job(aws)
+    assert training.model_data(aws, "textclf-done") == uri
+    assert uri.endswith("/model.tar.gz")
