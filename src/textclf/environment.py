@@ -8,6 +8,7 @@ bring-your-own image gets no ``SM_*`` variables from the platform, so those are 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -168,6 +169,36 @@ def checkpoint_dir(p: Paths | None = None) -> Path:
         except ValueError:
             return Path(local)
     return Path(local) if local else p.default_checkpoint_dir
+
+
+CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_CPU_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+CGROUP_V1_CPU_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def _cgroup_cpu_limit() -> float | None:
+    """The container's CPU quota in CPUs (cgroup v2 ``cpu.max``, else v1 CFS quota), or None."""
+    try:
+        if CGROUP_V2_CPU_MAX.is_file():
+            quota, period = CGROUP_V2_CPU_MAX.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        if CGROUP_V1_CPU_QUOTA.is_file() and CGROUP_V1_CPU_PERIOD.is_file():
+            quota_us = int(CGROUP_V1_CPU_QUOTA.read_text())
+            return None if quota_us <= 0 else quota_us / int(CGROUP_V1_CPU_PERIOD.read_text())
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by the container's cgroup quota.
+
+    ``os.cpu_count()`` reports the host's CPUs, far more than a container limited by
+    ``docker run --cpus`` may use; sizing thread pools by it oversubscribes the CPUs.
+    """
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    return max(1, min(count, math.ceil(limit))) if limit else count
 
 
 def resolve_host(host: str, attempts: int = 30, delay_s: float = 1.0) -> str:
