@@ -1,4 +1,4 @@
-"""Endpoint deploy (moto), autoscaling policy, and the safe update with roll back (Stubber: moto has no UpdateEndpoint)."""
+"""Endpoint deploy (moto), autoscaling, and the safe update with roll back (Stubber: moto lacks UpdateEndpoint)."""
 
 from __future__ import annotations
 

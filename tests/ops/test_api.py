@@ -1,0 +1,134 @@
+"""`python -m ops api ...`: packaging, the stack deploy (moto CloudFormation), the key, calling the API."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+from cfnlint.decode import decode
+from conftest import Calls
+
+from ops import api
+from ops.invoke import build_request
+
+TEMPLATE_PARAMETERS = set(decode(str(api.TEMPLATE))[0]["Parameters"])
+
+
+def test_package_is_the_handler_alone_and_reproducible() -> None:
+    data, digest = api.package()
+    assert api.package()[1] == digest
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.namelist() == ["handler.py"]
+        assert archive.read("handler.py") == api.HANDLER.read_bytes()
+
+
+# moto skips the API Gateway types it does not model; the request is what this test checks
+@pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+def test_deploy_creates_then_updates_the_stack(aws: Any, calls: Calls) -> None:
+    outputs = api.deploy(aws)
+    created = calls.one("CreateStack")
+    assert created["StackName"] == "textclf-api"
+    assert created["Capabilities"] == ["CAPABILITY_IAM"]
+    assert created["TemplateBody"] == api.TEMPLATE.read_text(encoding="utf-8")
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in created["Parameters"]}
+    assert set(params) == TEMPLATE_PARAMETERS
+    assert params["EndpointName"] == "textclf-test"
+    assert (params["IntegrationTimeoutMs"], params["LambdaTimeoutSeconds"], params["SageMakerReadTimeoutSeconds"]) == (
+        "29000", "28", "25")  # fmt: skip
+    assert params["AuthType"] == "API_KEY"
+    key = params["CodeKey"]
+    assert key.startswith("textclf/lambda/handler-") and key.endswith(".zip")
+    stored = aws.client("s3").get_object(Bucket=params["CodeBucket"], Key=key)["Body"].read()
+    assert stored == api.package()[0]
+    assert outputs["InvokeUrl"].endswith("/v1/invocations")
+    assert api.url(aws) == outputs["InvokeUrl"]
+
+    aws.cfg.api.timeout_s = 120  # after a Service Quotas raise
+    api.deploy(aws)
+    updated = {p["ParameterKey"]: p["ParameterValue"] for p in calls.one("UpdateStack")["Parameters"]}
+    assert (updated["IntegrationTimeoutMs"], updated["LambdaTimeoutSeconds"], updated["SageMakerReadTimeoutSeconds"]) == (
+        "120000", "119", "70")  # fmt: skip
+
+
+def test_api_key_value_is_looked_up(aws: Any) -> None:
+    cfn, apigw = Stubber(aws.client("cloudformation")), Stubber(aws.client("apigateway"))
+    cfn.add_response(
+        "describe_stacks",
+        {"Stacks": [{"StackName": "textclf-api", "CreationTime": "2026-01-01T00:00:00Z",
+                     "StackStatus": "CREATE_COMPLETE", "Outputs": [{"OutputKey": "ApiKeyId", "OutputValue": "k1"}]}]},
+        {"StackName": "textclf-api"},
+    )  # fmt: skip
+    apigw.add_response("get_api_key", {"id": "k1", "value": "the-key"}, {"apiKey": "k1", "includeValue": True})
+    with cfn, apigw:
+        assert api.api_key(aws) == "the-key"
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        status = 403 if "x-api-key" in self.headers and self.headers["x-api-key"] == "wrong" else 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Amzn-SageMaker-Custom-Attributes", "trace=1")
+        self.end_headers()
+        self.wfile.write(b'[{"label": "pos"}]' if status == 200 else b'{"message": "Forbidden"}')
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def local_api() -> Iterator[str]:
+    """A stand-in for API Gateway on the loopback interface."""
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1/invocations"
+    server.shutdown()
+    server.server_close()
+
+
+def test_call_with_an_api_key(aws: Any, local_api: str) -> None:
+    request = build_request(["great"], custom_attributes="threshold=0.7")
+    status, headers, body = api.call(aws, request, endpoint_url=local_api, key="k-123")
+    assert (status, json.loads(body)) == (200, [{"label": "pos"}])
+    assert headers["X-Amzn-SageMaker-Custom-Attributes"] == "trace=1"
+    sent, sent_body = _Recorder.seen[0]
+    assert sent["x-api-key"] == "k-123"
+    assert sent["x-amzn-sagemaker-custom-attributes"] == "threshold=0.7"
+    assert json.loads(sent_body) == {"inputs": ["great"]}
+    assert api.call(aws, request, endpoint_url=local_api, key="wrong")[0] == 403
+
+
+def test_call_signed_with_sigv4_under_iam_auth(aws: Any, local_api: str) -> None:
+    aws.cfg.api.auth = "AWS_IAM"
+    status, _, _ = api.call(aws, build_request(["x"]), endpoint_url=local_api)
+    sent, _ = _Recorder.seen[0]
+    assert status == 200
+    assert sent["authorization"].startswith("AWS4-HMAC-SHA256 Credential=")
+    assert "SignedHeaders=accept;content-type;host;x-amz-date" in sent["authorization"]
+    assert "/eu-west-1/execute-api/aws4_request" in sent["authorization"]
+    assert "x-api-key" not in sent
+
+
+def test_missing_stack_is_explained(aws: Any) -> None:
+    from ops.aws import OpsError
+
+    with pytest.raises(OpsError, match="api deploy"):
+        api.url(aws)
+    assert not api.delete(aws)
+
+
+def test_parameters_cover_the_template(aws: Any, tmp_path: Path) -> None:
+    assert set(api.parameters(aws, "k.zip")) == TEMPLATE_PARAMETERS
