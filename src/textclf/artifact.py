@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -33,8 +34,11 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 FULL_PRECISION_DIR = "hf"
 CODE_DIR = "code"  # user code (business rules) may be added after training: not part of the hashes
+# Top-level names a model directory may hold; replacing a directory holding anything else is refused.
+OWN_NAMES = frozenset({MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, FULL_PRECISION_DIR, CODE_DIR})
 PROBLEM_TYPES = ("single_label", "multi_label")
 TRUNCATIONS = ("head", "tail", "head+tail")
 
@@ -171,3 +175,73 @@ def verify_files(model_dir: Path, manifest: Manifest) -> None:
                 f"model file {file} does not match its sha256 in {MANIFEST_FILE} "
                 f"(expected {expected[:12]}..., got {actual[:12]}...): it was altered or truncated"
             )
+
+
+# -- writing a model directory in place ------------------------------------------------------------
+# A model directory is built in a staging directory and moved into place at the end, so a failed
+# export never leaves half a model behind. The destination may already exist (``/opt/ml/model`` does,
+# and may be a mount point that cannot be renamed): then its entries are replaced one by one,
+# ``manifest.json`` removed first and written last, so that no reader trusts a half-replaced directory.
+# Dot files (``.gitkeep``) and the user's ``code/`` are left alone.
+
+
+def _foreign_entries(out_dir: Path, ignore: Path | None = None) -> list[str]:
+    own = set(OWN_NAMES)
+    try:  # a previous manifest may list names a later format added
+        listed = json.loads((out_dir / MANIFEST_FILE).read_text(encoding="utf-8")).get("files", {})
+        own.update(Path(rel).parts[0] for rel in listed)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return sorted(p.name for p in out_dir.iterdir() if p.name not in own and not p.name.startswith(".") and p != ignore)
+
+
+def check_replaceable(out_dir: str | Path, ignore: Path | None = None) -> None:
+    """Refuse a destination that is a file, or a directory holding files that are not ours."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtifactError(f"cannot write a model directory to {out_dir}: it is a file")
+    if out_dir.is_dir() and (foreign := _foreign_entries(out_dir, ignore)):
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ArtifactError(
+            f"refusing to replace {out_dir}: it holds files that are not part of a textclf model directory "
+            f"({shown}); choose an empty or new directory"
+        )
+
+
+def new_staging_dir(out_dir: str | Path) -> Path:
+    """A fresh directory on the destination's file system (next to it, else inside it)."""
+    out_dir = Path(out_dir)
+    check_replaceable(out_dir)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
+    except OSError:
+        if not out_dir.is_dir():  # nowhere else to go
+            raise
+        return Path(tempfile.mkdtemp(dir=out_dir, prefix=".staging-"))
+
+
+def install_model_dir(staging: str | Path, out_dir: str | Path) -> Path:
+    """Move a sealed staging directory into place as ``out_dir`` (see the note above)."""
+    staging, out_dir = Path(staging), Path(out_dir)
+    if not (staging / MANIFEST_FILE).is_file():
+        raise ArtifactError(f"{staging} has no {MANIFEST_FILE}: seal it with write_manifest first")
+    if not out_dir.exists():
+        try:
+            staging.rename(out_dir)
+            return out_dir
+        except OSError:  # another file system: replace entry by entry below
+            out_dir.mkdir(parents=True)
+    check_replaceable(out_dir, ignore=staging)
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    for entry in out_dir.iterdir():
+        if entry == staging or entry.name == CODE_DIR or entry.name.startswith("."):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for entry in sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST_FILE):  # manifest last
+        shutil.move(str(entry), str(out_dir / entry.name))
+    staging.rmdir()
+    return out_dir
