@@ -9,7 +9,7 @@ import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from botocore.stub import Stubber
@@ -42,7 +42,10 @@ def test_deploy_creates_then_updates_the_stack(aws: Any, calls: Calls) -> None:
     assert set(params) == TEMPLATE_PARAMETERS
     assert params["EndpointName"] == "textclf-test"
     assert (params["IntegrationTimeoutMs"], params["LambdaTimeoutSeconds"], params["SageMakerReadTimeoutSeconds"]) == (
-        "29000", "28", "25")  # fmt: skip
+        "29000",
+        "28",
+        "25",
+    )
     assert params["AuthType"] == "API_KEY"
     key = params["CodeKey"]
     assert key.startswith("textclf/lambda/handler-") and key.endswith(".zip")
@@ -54,25 +57,36 @@ def test_deploy_creates_then_updates_the_stack(aws: Any, calls: Calls) -> None:
     aws.cfg.api.timeout_s = 120  # after a Service Quotas raise
     api.deploy(aws)
     updated = {p["ParameterKey"]: p["ParameterValue"] for p in calls.one("UpdateStack")["Parameters"]}
-    assert (updated["IntegrationTimeoutMs"], updated["LambdaTimeoutSeconds"], updated["SageMakerReadTimeoutSeconds"]) == (
-        "120000", "119", "70")  # fmt: skip
+    assert (
+        updated["IntegrationTimeoutMs"],
+        updated["LambdaTimeoutSeconds"],
+        updated["SageMakerReadTimeoutSeconds"],
+    ) == ("120000", "119", "70")
 
 
 def test_api_key_value_is_looked_up(aws: Any) -> None:
     cfn, apigw = Stubber(aws.client("cloudformation")), Stubber(aws.client("apigateway"))
     cfn.add_response(
         "describe_stacks",
-        {"Stacks": [{"StackName": "textclf-api", "CreationTime": "2026-01-01T00:00:00Z",
-                     "StackStatus": "CREATE_COMPLETE", "Outputs": [{"OutputKey": "ApiKeyId", "OutputValue": "k1"}]}]},
+        {
+            "Stacks": [
+                {
+                    "StackName": "textclf-api",
+                    "CreationTime": "2026-01-01T00:00:00Z",
+                    "StackStatus": "CREATE_COMPLETE",
+                    "Outputs": [{"OutputKey": "ApiKeyId", "OutputValue": "k1"}],
+                }
+            ]
+        },
         {"StackName": "textclf-api"},
-    )  # fmt: skip
+    )
     apigw.add_response("get_api_key", {"id": "k1", "value": "the-key"}, {"apiKey": "k1", "includeValue": True})
     with cfn, apigw:
         assert api.api_key(aws) == "the-key"
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list[tuple[dict[str, str], bytes]] = []
+    seen: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))

@@ -55,9 +55,17 @@ def test_build_login_push(aws: Any, calls: Calls, docker: Path, build_context: P
 
     build, login, push = _docker_calls(docker)
     assert build["argv"] == [
-        "build", "--file", str(build_context / "Dockerfile"), "--tag", uri, "--platform", "linux/amd64",
-        "--build-arg", "TORCH_INDEX_URL=https://example.invalid/cu124", str(build_context),
-    ]  # fmt: skip
+        "build",
+        "--file",
+        str(build_context / "Dockerfile"),
+        "--tag",
+        uri,
+        "--platform",
+        "linux/amd64",
+        "--build-arg",
+        "TORCH_INDEX_URL=https://example.invalid/cu124",
+        str(build_context),
+    ]
     token = aws.client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
     user, password = base64.b64decode(token).decode().split(":", 1)
     assert login["argv"] == ["login", "--username", user, "--password-stdin", uri.split("/")[0]]

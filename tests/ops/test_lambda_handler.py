@@ -26,8 +26,12 @@ class Context:
     aws_request_id = "req-1"
 
 
-def v1_event(body: str | bytes = '{"inputs": ["hi"]}', headers: dict[str, str] | None = None, b64: bool = False,
-             method: str = "POST") -> dict[str, Any]:  # fmt: skip
+def v1_event(
+    body: str | bytes = '{"inputs": ["hi"]}',
+    headers: dict[str, str] | None = None,
+    b64: bool = False,
+    method: str = "POST",
+) -> dict[str, Any]:
     raw = body if isinstance(body, bytes) else body.encode()
     return {
         "resource": "/invocations",
@@ -41,8 +45,12 @@ def v1_event(body: str | bytes = '{"inputs": ["hi"]}', headers: dict[str, str] |
     }
 
 
-def v2_event(body: str | bytes = '{"inputs": ["hi"]}', headers: dict[str, str] | None = None, b64: bool = False,
-             method: str = "POST") -> dict[str, Any]:  # fmt: skip
+def v2_event(
+    body: str | bytes = '{"inputs": ["hi"]}',
+    headers: dict[str, str] | None = None,
+    b64: bool = False,
+    method: str = "POST",
+) -> dict[str, Any]:
     raw = body if isinstance(body, bytes) else body.encode()
     return {
         "version": "2.0",
@@ -73,10 +81,18 @@ def stub() -> Iterator[Stubber]:
         s.assert_no_pending_responses()
 
 
-def _ok(stub: Stubber, expected: dict[str, Any], body: bytes = b'[{"label": "pos", "score": 0.9}]',
-        content_type: str = "application/json", attributes: str | None = "trace=abc") -> None:  # fmt: skip
-    response: dict[str, Any] = {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": content_type,
-                                "InvokedProductionVariant": "AllTraffic"}  # fmt: skip
+def _ok(
+    stub: Stubber,
+    expected: dict[str, Any],
+    body: bytes = b'[{"label": "pos", "score": 0.9}]',
+    content_type: str = "application/json",
+    attributes: str | None = "trace=abc",
+) -> None:
+    response: dict[str, Any] = {
+        "Body": StreamingBody(io.BytesIO(body), len(body)),
+        "ContentType": content_type,
+        "InvokedProductionVariant": "AllTraffic",
+    }
     if attributes:
         response["CustomAttributes"] = attributes
     stub.add_response("invoke_endpoint", response, expected)
@@ -85,8 +101,16 @@ def _ok(stub: Stubber, expected: dict[str, Any], body: bytes = b'[{"label": "pos
 @EVENTS
 def test_success_passes_headers_through_and_back(make: Any, stub: Stubber) -> None:
     body = '{"inputs": ["great"]}'
-    _ok(stub, {"EndpointName": ENDPOINT, "Body": body.encode(), "ContentType": "application/json",
-               "Accept": "application/jsonlines", "CustomAttributes": "threshold=0.7"})  # fmt: skip
+    _ok(
+        stub,
+        {
+            "EndpointName": ENDPOINT,
+            "Body": body.encode(),
+            "ContentType": "application/json",
+            "Accept": "application/jsonlines",
+            "CustomAttributes": "threshold=0.7",
+        },
+    )
     event = make(body, {"Accept": "application/jsonlines", "X-Amzn-SageMaker-Custom-Attributes": "threshold=0.7"})
     result = lam.handler(event, Context())
     assert result["statusCode"] == 200
@@ -100,8 +124,16 @@ def test_success_passes_headers_through_and_back(make: Any, stub: Stubber) -> No
 @EVENTS
 def test_base64_bodies_are_decoded(make: Any, stub: Stubber) -> None:
     body = '{"inputs": "ünïcode"}\n{"inputs": "zwei"}\n'.encode()
-    _ok(stub, {"EndpointName": ENDPOINT, "Body": body, "ContentType": "application/jsonlines; charset=utf-8",
-               "Accept": "application/jsonlines; charset=utf-8"}, attributes=None)  # fmt: skip
+    _ok(
+        stub,
+        {
+            "EndpointName": ENDPOINT,
+            "Body": body,
+            "ContentType": "application/jsonlines; charset=utf-8",
+            "Accept": "application/jsonlines; charset=utf-8",
+        },
+        attributes=None,
+    )
     event = make(body, {"Content-Type": "application/jsonlines; charset=utf-8"}, b64=True)
     result = lam.handler(event, Context())
     assert result["statusCode"] == 200
@@ -110,23 +142,40 @@ def test_base64_bodies_are_decoded(make: Any, stub: Stubber) -> None:
 
 def test_binary_answers_go_back_base64(stub: Stubber) -> None:
     payload = bytes(range(256))
-    _ok(stub, {"EndpointName": ENDPOINT, "Body": b"{}", "ContentType": "application/json", "Accept": "application/x-npy"},
-        body=payload, content_type="application/x-npy")  # fmt: skip
+    _ok(
+        stub,
+        {"EndpointName": ENDPOINT, "Body": b"{}", "ContentType": "application/json", "Accept": "application/x-npy"},
+        body=payload,
+        content_type="application/x-npy",
+    )
     result = lam.handler(v1_event("{}", {"Accept": "application/x-npy"}), Context())
     assert result["isBase64Encoded"] is True and base64.b64decode(result["body"]) == payload
 
 
 def test_multi_value_headers_of_rest_events(stub: Stubber) -> None:
-    _ok(stub, {"EndpointName": ENDPOINT, "Body": b"{}", "ContentType": "application/json", "Accept": "text/csv",
-               "CustomAttributes": "a=1"})  # fmt: skip
+    _ok(
+        stub,
+        {
+            "EndpointName": ENDPOINT,
+            "Body": b"{}",
+            "ContentType": "application/json",
+            "Accept": "text/csv",
+            "CustomAttributes": "a=1",
+        },
+    )
     event = v1_event("{}")
     event["multiValueHeaders"] = {"Accept": ["text/csv"], "X-Amzn-SageMaker-Custom-Attributes": ["a=1"]}
     assert lam.handler(event, Context())["statusCode"] == 200
 
 
 def _error(stub: Stubber, code: str, http: int, fields: dict[str, Any] | None = None, message: str = "m") -> None:
-    stub.add_client_error("invoke_endpoint", service_error_code=code, service_message=message,
-                          http_status_code=http, modeled_fields=fields)  # fmt: skip
+    stub.add_client_error(
+        "invoke_endpoint",
+        service_error_code=code,
+        service_message=message,
+        http_status_code=http,
+        modeled_fields=fields,
+    )
 
 
 @EVENTS
@@ -186,8 +235,9 @@ def test_error_mapping(make: Any, stub: Stubber, code: str, http: int, fields: A
         ({"X-Amzn-SageMaker-Custom-Attributes": "naïve"}, "{}", False, 400),
     ],
 )
-def test_refused_before_calling_sagemaker(make: Any, stub: Stubber, headers: dict[str, str], body: Any, b64: bool,
-                                          status: int) -> None:  # fmt: skip
+def test_refused_before_calling_sagemaker(
+    make: Any, stub: Stubber, headers: dict[str, str], body: Any, b64: bool, status: int
+) -> None:
     result = lam.handler(make(body, headers, b64=b64), Context())  # the stub holds no response: any call fails
     assert result["statusCode"] == status, result
     assert json.loads(result["body"])["message"]
@@ -244,11 +294,22 @@ def test_default_read_timeout_is_70_seconds() -> None:
 
 
 def test_logs_hold_no_secrets(stub: Stubber, caplog: pytest.LogCaptureFixture) -> None:
-    _ok(stub, {"EndpointName": ENDPOINT, "Body": b'{"inputs": "SECRET-BODY"}', "ContentType": "application/json",
-               "Accept": "application/json", "CustomAttributes": "user=SECRET-ATTR"})  # fmt: skip
+    _ok(
+        stub,
+        {
+            "EndpointName": ENDPOINT,
+            "Body": b'{"inputs": "SECRET-BODY"}',
+            "ContentType": "application/json",
+            "Accept": "application/json",
+            "CustomAttributes": "user=SECRET-ATTR",
+        },
+    )
     _error(stub, "ModelError", 424, {"OriginalStatusCode": 400, "OriginalMessage": "{}"})
-    headers = {"x-api-key": "SECRET-KEY-123", "Authorization": "Bearer SECRET-TOKEN",
-               "X-Amzn-SageMaker-Custom-Attributes": "user=SECRET-ATTR"}  # fmt: skip
+    headers = {
+        "x-api-key": "SECRET-KEY-123",
+        "Authorization": "Bearer SECRET-TOKEN",
+        "X-Amzn-SageMaker-Custom-Attributes": "user=SECRET-ATTR",
+    }
     with caplog.at_level(logging.DEBUG):
         assert lam.handler(v1_event('{"inputs": "SECRET-BODY"}', headers), Context())["statusCode"] == 200
         assert lam.handler(v2_event('{"inputs": "SECRET-BODY"}', headers), Context())["statusCode"] == 400

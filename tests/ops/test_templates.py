@@ -95,8 +95,11 @@ def test_each_hop_gives_up_before_the_one_in_front(api_timeout: int) -> None:
 def test_default_budget_matches_the_template_defaults() -> None:
     params = _load(TEMPLATES[0])["Parameters"]
     t = api.timeouts(29)
-    assert (params["IntegrationTimeoutMs"]["Default"], params["LambdaTimeoutSeconds"]["Default"],
-            params["SageMakerReadTimeoutSeconds"]["Default"]) == (t.integration_ms, t.lambda_s, t.read_s)  # fmt: skip
+    assert (
+        params["IntegrationTimeoutMs"]["Default"],
+        params["LambdaTimeoutSeconds"]["Default"],
+        params["SageMakerReadTimeoutSeconds"]["Default"],
+    ) == (t.integration_ms, t.lambda_s, t.read_s)
 
 
 def test_handler_needs_only_stdlib_and_boto3() -> None:
