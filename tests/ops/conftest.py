@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,63 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-REGION = "eu-west-1"
-ROLE_NAME = "textclf-test-sagemaker"
-TRAINING_INSTANCE = "ml.g5.xlarge"
-SERVING_INSTANCE = "ml.c5.xlarge"  # moto's endpoint-config validation predates c6i
-
-TEST_CONFIG = f"""
-project = "textclf"
-[aws]
-region = "{REGION}"
-bucket = "textclf-test-bucket"
-prefix = "textclf"
-[image]
-repository = "textclf"
-tag = "t1"
-[training]
-instance_type = "{TRAINING_INSTANCE}"
-spot = true
-max_run_s = 3600
-max_wait_s = 7200
-[training.hyperparameters]
-epochs = 2
-learning_rate = 5e-5
-mixed_precision = "bf16"
-keep_full_precision = false
-labels = ["neg", "pos"]
-[tuning]
-objective = "validation_macro_f1"
-max_jobs = 6
-max_parallel_jobs = 2
-[tuning.ranges.learning_rate]
-type = "continuous"
-min = 1e-5
-max = 1e-4
-scaling = "Logarithmic"
-[tuning.ranges.batch_size]
-type = "categorical"
-values = [16, 32]
-[tuning.ranges.epochs]
-type = "integer"
-min = 2
-max = 4
-[endpoint]
-name = "textclf-test"
-instance_type = "{SERVING_INSTANCE}"
-startup_health_check_timeout_s = 900
-wait_delay_s = 1
-wait_max_attempts = 3
-[endpoint.environment]
-MODEL_SERVER_WORKERS = "2"
-[endpoint.autoscaling]
-min_instances = 1
-max_instances = 3
-invocations_per_instance = 250.0
-[batch]
-instance_type = "{SERVING_INSTANCE}"
-max_concurrent_transforms = 4
-"""
+from ops_support import REGION, ROLE_NAME, TEST_CONFIG, Calls  # noqa: E402 (after the sys.path line)
 
 
 @pytest.fixture(autouse=True)
@@ -111,28 +54,6 @@ def no_sdk_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
 def moto() -> Iterator[None]:
     with mock_aws():
         yield
-
-
-@dataclass
-class Calls:
-    """Every request made through the recorded session: (service, operation, params)."""
-
-    items: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-
-    def record(self, params: dict[str, Any], event_name: str, **_: Any) -> None:
-        _, service, operation = event_name.split(".", 2)
-        self.items.append((service, operation, params))
-
-    def of(self, operation: str) -> list[dict[str, Any]]:
-        return [p for _, op, p in self.items if op == operation]
-
-    def one(self, operation: str) -> dict[str, Any]:
-        found = self.of(operation)
-        assert len(found) == 1, f"{operation}: {len(found)} calls, expected 1 ({self.operations()})"
-        return found[0]
-
-    def operations(self) -> list[str]:
-        return [op for _, op, _ in self.items]
 
 
 @pytest.fixture
@@ -186,18 +107,3 @@ def uploaded(aws: Any, bucket: str, tmp_path: Path) -> dict[str, str]:
     validation.mkdir()
     (validation / "validation.csv").write_text("text,label\nfine,pos\n", encoding="utf-8")
     return upload(aws, {"train": train, "validation": validation})
-
-
-def completed_training_job(aws: Any, name: str = "textclf-done") -> str:
-    """A Completed training job in moto (moto completes jobs at once); returns its model data URI."""
-    sm = aws.client("sagemaker")
-    sm.create_training_job(
-        TrainingJobName=name,
-        AlgorithmSpecification={"TrainingImage": aws.image_uri, "TrainingInputMode": "File"},
-        RoleArn=aws.role_arn,
-        OutputDataConfig={"S3OutputPath": aws.s3_uri("output")},
-        ResourceConfig={"InstanceType": TRAINING_INSTANCE, "InstanceCount": 1, "VolumeSizeInGB": 10},
-        StoppingCondition={"MaxRuntimeInSeconds": 60},
-        CheckpointConfig={"S3Uri": aws.s3_uri("checkpoints", name)},
-    )
-    return str(sm.describe_training_job(TrainingJobName=name)["ModelArtifacts"]["S3ModelArtifacts"])

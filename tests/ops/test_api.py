@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pytest
 from botocore.stub import Stubber
 from cfnlint.decode import decode
-from conftest import Calls
+from ops_support import Calls
 
 from ops import api
 from ops.invoke import build_request

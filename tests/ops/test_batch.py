@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import SERVING_INSTANCE, Calls
+from ops_support import SERVING_INSTANCE, Calls
 
 from ops import batch
 from ops.aws import OpsError

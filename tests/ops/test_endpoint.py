@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY, Stubber
-from conftest import SERVING_INSTANCE, Calls, completed_training_job
+from ops_support import SERVING_INSTANCE, Calls, completed_training_job
 
 from ops import autoscaling, endpoint
 from ops.aws import OpsError

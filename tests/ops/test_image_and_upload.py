@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Calls
+from ops_support import Calls
 
 from ops import channels, image
 from ops.aws import OpsError

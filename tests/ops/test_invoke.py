@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from conftest import Calls
+from ops_support import Calls
 
 from ops.aws import RUNTIME_READ_TIMEOUT_S, OpsError
 from ops.invoke import MAX_BODY_BYTES, build_request, invoke

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import TRAINING_INSTANCE, Calls, completed_training_job
+from ops_support import TRAINING_INSTANCE, Calls, completed_training_job
 
 from ops import training
 from ops.aws import OpsError

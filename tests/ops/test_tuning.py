@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from conftest import Calls
+from ops_support import Calls
 
 from ops import tuning
 from ops.config import ConfigError
