@@ -1,0 +1,1 @@
+"""Shared test helpers (tiny models, tokenizers, data): importable as ``helpers.*`` via tests/conftest.py."""

@@ -1,0 +1,131 @@
+"""Support for ``train`` tests: a learnable synthetic data set, an /opt/ml tree, and a runner.
+
+The data set is "keywords -> labels": every text is filler words plus one or two keywords of its
+class, so a tiny BERT trained from scratch learns it in a few hundred steps, and held-out accuracy
+far above chance shows that training really happened.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+KEYWORDS = {
+    "sports": ["goal", "match", "team", "coach"],
+    "tech": ["laptop", "software", "chip", "code"],
+    "food": ["pasta", "bread", "soup", "cheese"],
+}
+FILLER = "the a this that was is very really quite and but of to in on it with for as we they".split()
+ALL_WORDS = FILLER + [w for words in KEYWORDS.values() for w in words] + ["unknown", "words", "here"]
+
+# Small and fast: tests share two cores with other suites.
+FAST_HYPERPARAMETERS = {
+    "learning_rate": "0.003",
+    "batch_size": "16",
+    "eval_batch_size": "64",
+    "max_seq_length": "32",
+    "warmup_ratio": "0.1",
+    "num_threads": "1",
+    "log_every_steps": "10",
+}
+
+
+def keyword_rows(count: int, seed: int, labels: Sequence[str] = tuple(KEYWORDS)) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        label = labels[i % len(labels)]
+        words = rng.choices(FILLER, k=rng.randint(4, 10))
+        for keyword in rng.sample(KEYWORDS[label], k=rng.randint(1, 2)):
+            words.insert(rng.randint(0, len(words)), keyword)
+        rows.append({"text": " ".join(words), "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
+def write_csv(path: Path, rows: Sequence[dict], delimiter: str = ",") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: Sequence[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@dataclass
+class SageMakerTree:
+    """An /opt/ml tree in a temporary directory (SM_ROOT points at it)."""
+
+    root: Path
+
+    def channel(self, name: str) -> Path:
+        path = self.root / "input" / "data" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def hyperparameters(self, values: dict[str, str]) -> None:
+        (self.root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(values))
+
+    def resource_config(self, current_host: str, hosts: Sequence[str], interface: str | None = None) -> None:
+        config = {"current_host": current_host, "hosts": list(hosts)}
+        if interface:
+            config["network_interface_name"] = interface
+        (self.root / "input" / "config" / "resourceconfig.json").write_text(json.dumps(config))
+
+    @property
+    def failure(self) -> Path:
+        return self.root / "output" / "failure"
+
+    @property
+    def output_data(self) -> Path:
+        return self.root / "output" / "data"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ, SM_ROOT=str(self.root), PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+        env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", **extra)
+        return env
+
+    def train_command(self) -> list[str]:
+        return [sys.executable, "-m", "textclf.cli", "train"]
+
+    def run(self, timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.train_command(), env=self.env(**extra_env), capture_output=True, text=True, timeout=timeout
+        )
+
+    def start(self, **extra_env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.train_command(),
+            env=self.env(**extra_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+
+
+def new_tree(root: Path) -> SageMakerTree:
+    (root / "input" / "config").mkdir(parents=True, exist_ok=True)
+    (root / "input" / "data").mkdir(parents=True, exist_ok=True)
+    return SageMakerTree(root)

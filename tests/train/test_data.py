@@ -1,0 +1,202 @@
+"""Reading training data: formats, gzip, several files, TSV without quoting, multi-label, errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from textclf import data
+from textclf.data import Columns, LabelMap, TextDataset
+from textclf.errors import DataError
+from textclf.hyperparameters import parse
+
+COLUMNS = Columns("text", "", "label")
+
+
+def write(path: Path, text: str, gz: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = text.encode("utf-8")
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+def test_csv_with_quotes_commas_and_newlines(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.csv", 'text,label\n"good, really",pos\n"two\nlines",neg\nplain,pos\n')
+    ds = data.read_file(f, COLUMNS)
+    assert ds.texts == ["good, really", "two\nlines", "plain"]
+    assert ds.labels == [("pos",), ("neg",), ("pos",)]
+    # line numbers are where each record starts, across the multi-line one
+    assert [line for _, line in ds.sources] == [2, 3, 5]
+
+
+def test_tsv_is_read_without_quoting(tmp_path: Path) -> None:
+    # SST-2 style: quote characters are part of the text, never CSV quoting
+    f = write(tmp_path / "a.tsv", 'sentence\tlabel\n"a quoted start\t1\nit \'s " odd\t0\n')
+    ds = data.read_file(f, Columns("sentence", "", "label"))
+    assert ds.texts == ['"a quoted start', "it 's \" odd"]
+    assert ds.labels == [("1",), ("0",)]
+
+
+def test_jsonl_and_json_with_integer_labels_become_names(tmp_path: Path) -> None:
+    lines = [{"text": "x", "label": 1}, {"text": "y", "label": 0}, {"text": "z", "label": 2.0}]
+    for name in ("a.jsonl", "b.json"):
+        ds = data.read_file(write(tmp_path / name, "\n".join(json.dumps(r) for r in lines) + "\n\n"), COLUMNS)
+        assert ds.labels == [("1",), ("0",), ("2",)]
+
+
+@pytest.mark.parametrize("name", ["a.csv.gz", "a.tsv.gz", "a.jsonl.gz", "A.CSV.GZ"])
+def test_gzip_files(tmp_path: Path, name: str) -> None:
+    fmt = name.lower().split(".")[1]
+    body = {
+        "csv": "text,label\nhello,a\n",
+        "tsv": "text\tlabel\nhello\ta\n",
+        "jsonl": '{"text": "hello", "label": "a"}\n',
+    }[fmt]
+    ds = data.read_file(write(tmp_path / name, body, gz=True), COLUMNS)
+    assert ds.texts == ["hello"] and ds.labels == [("a",)]
+
+
+def test_channel_reads_several_files_in_sorted_order_and_skips_other_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "b.csv", "text,label\nsecond,y\n")
+    write(tmp_path / "a.jsonl", '{"text": "first", "label": "x"}\n')
+    write(tmp_path / "sub" / "c.tsv.gz", "text\tlabel\nthird\tz\n", gz=True)
+    write(tmp_path / "_SUCCESS", "")
+    write(tmp_path / ".hidden.csv", "text,label\nhidden,x\n")
+    ds = data.read_channel("train", tmp_path, COLUMNS)
+    assert ds.texts == ["first", "second", "third"]
+    assert "_SUCCESS" in capsys.readouterr().out
+
+
+def test_multi_label_from_delimited_cells_and_json_lists(tmp_path: Path) -> None:
+    csv_file = write(tmp_path / "a.csv", "text,label\none,a|b\ntwo, b \nnone,\n")
+    ds = data.read_file(csv_file, COLUMNS, multi_label=True, label_delimiter="|")
+    assert ds.labels == [("a", "b"), ("b",), ()]
+    jsonl = write(tmp_path / "b.jsonl", '{"text": "one", "label": ["a", "c", "a"]}\n{"text": "two", "label": "b;c"}\n')
+    ds = data.read_file(jsonl, COLUMNS, multi_label=True, label_delimiter=";")
+    assert ds.labels == [("a", "c"), ("b", "c")]
+    label_map = LabelMap(("a", "b", "c"), multi_label=True)
+    assert label_map.encode(ds) == [[1, 0, 1], [0, 1, 1]]
+
+
+def test_text_pairs(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.csv", "premise,hypothesis,label\nit rains,it is wet,yes\n")
+    ds = data.read_file(f, Columns("premise", "hypothesis", "label"))
+    assert ds.texts == ["it rains"] and ds.pairs == ["it is wet"]
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "message"),
+    [
+        ("a.csv", "", r"a\.csv is empty"),
+        ("a.csv", "text,label\n", r"a\.csv is empty"),
+        ("a.csv", "body,label\nx,y\n", r"no column 'text' \(columns found: body, label\)"),
+        ("a.csv", "text,label\nok,a\n  ,b\n", r"a\.csv line 3: empty text"),
+        ("a.csv", "text,label\nok,\n", r"a\.csv line 2: empty label"),
+        ("a.tsv", "text\tlabel\nhas\ta\ttab\n", r"a\.tsv line 2 has 3 fields, the header has 2"),
+        ("a.jsonl", '{"text": "a", "label": "x"}\n[1, 2]\n', r"a\.jsonl line 2 is a JSON list"),
+        ("a.jsonl", '{"text": "a", "label": "x"}\n{"text": \n', r"a\.jsonl line 2 is not valid JSON"),
+        ("a.jsonl", '{"text": "a"}\n', r"a\.jsonl line 1: no column 'label' \(keys found: text\)"),
+        ("a.jsonl", '{"text": "a", "label": ["x"]}\n', r"line 1: label is a list"),
+        ("a.jsonl", '{"text": 5, "label": "x"}\n', r"line 1: column 'text' must hold text"),
+    ],
+)
+def test_bad_files_name_file_and_line(tmp_path: Path, name: str, body: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        data.read_file(write(tmp_path / name, body), COLUMNS)
+
+
+def test_undecodable_file_names_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "a.csv"
+    f.write_bytes(b"text,label\nfine,a\nbad \xff byte,b\n")
+    with pytest.raises(DataError, match=r"a\.csv line 3 is not UTF-8"):
+        data.read_file(f, COLUMNS)
+
+
+def test_corrupt_gzip(tmp_path: Path) -> None:
+    f = tmp_path / "a.csv.gz"
+    f.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match=r"a\.csv\.gz is not a valid gzip file"):
+        data.read_file(f, COLUMNS)
+
+
+def test_long_fields_beyond_the_csv_default_limit(tmp_path: Path) -> None:
+    long_text = "word " * 60_000  # 300 KB, above csv's 128 KiB default field limit
+    ds = data.read_file(write(tmp_path / "a.csv", f'text,label\n"{long_text}",a\n'), COLUMNS)
+    assert len(ds.texts[0]) == len(long_text)
+
+
+def test_empty_channel_lists_what_it_found(tmp_path: Path) -> None:
+    write(tmp_path / "notes.txt", "hello")
+    with pytest.raises(DataError, match=r"channel 'train' .* holds no data files.*found: notes\.txt"):
+        data.read_channel("train", tmp_path, COLUMNS)
+
+
+# -- label maps, splits, load() -------------------------------------------------------------------
+
+
+def rows(labels: list[str]) -> TextDataset:
+    return TextDataset(
+        texts=[f"t{i}" for i in range(len(labels))],
+        labels=[(label,) for label in labels],
+        sources=[("f.csv", i + 2) for i in range(len(labels))],
+    )
+
+
+def test_label_map_sorts_integer_labels_numerically() -> None:
+    assert data.build_label_map(rows(["10", "2", "1", "2"]), [], False).names == ("1", "2", "10")
+    assert data.build_label_map(rows(["pos", "neg"]), [], False).names == ("neg", "pos")
+
+
+def test_declared_labels_keep_their_order_and_reject_others() -> None:
+    assert data.build_label_map(rows(["pos", "neg"]), ["pos", "neg", "neutral"], False).names == (
+        "pos",
+        "neg",
+        "neutral",
+    )
+    with pytest.raises(DataError, match=r"unknown label 'meh' in train at f\.csv line 3"):
+        data.build_label_map(rows(["pos", "meh"]), ["pos", "neg"], False)
+
+
+def test_single_class_is_refused() -> None:
+    with pytest.raises(DataError, match=r"single class 'pos'"):
+        data.build_label_map(rows(["pos", "pos"]), [], False)
+
+
+def test_stratified_split_keeps_class_shares_and_singletons_in_train() -> None:
+    labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 20 + ["rare"]
+    train_part, held = data.stratified_split(rows(labels), LabelMap(("a", "b", "c", "rare")), 0.2, seed=1)
+    assert len(held) == 20 and len(train_part) == 81
+    assert held.label_counts() == {"a": 10, "b": 6, "c": 4}
+    assert set(train_part.texts).isdisjoint(held.texts)
+    again, _ = data.stratified_split(rows(labels), LabelMap(("a", "b", "c", "rare")), 0.2, seed=1)
+    assert again.texts == train_part.texts  # seeded
+
+
+def test_load_uses_channels_and_checks_validation_labels(tmp_path: Path) -> None:
+    write(tmp_path / "train" / "a.csv", "text,label\n" + "".join(f"t{i},{'xy'[i % 2]}\n" for i in range(20)))
+    write(tmp_path / "validation" / "v.csv", "text,label\nv1,x\nv2,z\n")
+    channels = {p.name: p for p in tmp_path.iterdir()}
+    with pytest.raises(DataError, match=r"unknown label 'z' in validation at .*v\.csv line 3"):
+        data.load(parse({}), channels)
+    write(tmp_path / "validation" / "v.csv", "text,label\nv1,x\nv2,y\n")
+    loaded = data.load(parse({"max_train_samples": "5"}), channels)
+    assert len(loaded.train) == 5 and len(loaded.validation) == 2 and loaded.test is None
+    assert loaded.label_map.names == ("x", "y") and loaded.validation_origin == "channel"
+
+
+def test_load_without_train_lists_channels(tmp_path: Path) -> None:
+    (tmp_path / "training").mkdir()
+    with pytest.raises(DataError, match=r"channel 'train' not found; channels found: training"):
+        data.load(parse({}), {"training": tmp_path / "training"})
+
+
+def test_fingerprint_changes_with_rows_and_labels() -> None:
+    base = data.fingerprint(rows(["a", "b"]), LabelMap(("a", "b")))
+    assert base == data.fingerprint(rows(["a", "b"]), LabelMap(("a", "b")))
+    assert base != data.fingerprint(rows(["a", "a"]), LabelMap(("a", "b")))
+    assert base != data.fingerprint(rows(["a", "b"]), LabelMap(("b", "a")))
