@@ -57,7 +57,7 @@ def test_json_shapes() -> None:
     pairs = decode(b'{"inputs": [{"text": "q1", "text_pair": "a1"}, {"text": "q2", "text_pair": "a2"}]}', JSON)
     assert (pairs.texts, pairs.pairs, pairs.single) == (["q1", "q2"], ["a1", "a2"], False)
     assert decode(b'{"inputs": ["x"], "parameters": null}', JSON).parameters == {}
-    assert decode("\ufeff[\"bom\"]".encode(), JSON).texts == ["bom"]
+    assert decode('\ufeff["bom"]'.encode(), JSON).texts == ["bom"]
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_json_errors_name_the_problem(body: bytes, fragment: str) -> None:
 
 # -- line formats ------------------------------------------------------------------------------------------
 def test_jsonlines_records() -> None:
-    body = '"plain"\n{"inputs": "with inputs"}\n{"text": "with text", "id": 7}\n\n'.encode()
+    body = b'"plain"\n{"inputs": "with inputs"}\n{"text": "with text", "id": 7}\n\n'
     got = decode(body, JSONLINES)
     assert (got.texts, got.pairs, got.single) == (["plain", "with inputs", "with text"], None, False)
     pairs = decode(b'{"text": "q", "text_pair": "a"}\r\n{"inputs": {"text": "q2", "text_pair": "a2"}}', JSONLINES)
@@ -114,7 +114,7 @@ def test_csv_rows() -> None:
     got = decode(b'first text\n"second, with a comma"\n', CSV)
     assert (got.texts, got.pairs) == (["first text", "second, with a comma"], None)
     pairs = decode(b'q1,a1\n"q2 ""quoted""",a2\n', CSV)
-    assert (pairs.texts, pairs.pairs) == (['q1', 'q2 "quoted"'], ["a1", "a2"])
+    assert (pairs.texts, pairs.pairs) == (["q1", 'q2 "quoted"'], ["a1", "a2"])
     assert "row 1 has 3 columns" in str(_error(decode, b"a,b,c\n", CSV))
     assert "row 2 is empty" in str(_error(decode, b"a\n\nb\n", CSV))
 

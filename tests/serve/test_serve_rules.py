@@ -16,8 +16,8 @@ from textclf.rules import (
     HookContractError,
     RuleContext,
     RuleRejection,
-    RulesLoadError,
     RuleSet,
+    RulesLoadError,
     load_file,
     load_spec,
 )
@@ -128,10 +128,14 @@ def test_rule_rejection_must_be_4xx() -> None:
 
 
 def test_hooks_that_break_their_contract(tmp_path: Path) -> None:
-    short = load_file(_write(tmp_path / "r1.py", "def before(texts, context):\n    return texts[:-1]\n"), module_name="r1")
+    short = load_file(
+        _write(tmp_path / "r1.py", "def before(texts, context):\n    return texts[:-1]\n"), module_name="r1"
+    )
     with pytest.raises(HookContractError, match="must return a list of 2 texts"):
         RuleSet([short]).before(["a", "b"], _context())
-    bad = load_file(_write(tmp_path / "r2.py", "def after(texts, p, context):\n    return [[{'x': 1}]]\n"), module_name="r2")
+    bad = load_file(
+        _write(tmp_path / "r2.py", "def after(texts, p, context):\n    return [[{'x': 1}]]\n"), module_name="r2"
+    )
     with pytest.raises(HookContractError, match='"label": str'):
         RuleSet([bad]).after(["a"], [[{"label": "neg", "score": 0.5}]], _context())
     none = load_file(_write(tmp_path / "r3.py", "def before(texts, context):\n    return None\n"), module_name="r3")
@@ -168,9 +172,9 @@ def test_parameters_body_then_attributes() -> None:
     assert (p.top_k, p.sliding_window) == (2, True)
     assert resolve_parameters({"return_all_scores": True}, {}).top_k is None
     assert resolve_parameters({"top_k": None}, {}).top_k is None
-    assert resolve_parameters({}, {"top_k": "all", "threshold": "0.25", "min_confidence": "0.5"}) == PredictionParameters(
-        top_k=None, threshold=0.25, min_confidence=0.5
-    )
+    assert resolve_parameters(
+        {}, {"top_k": "all", "threshold": "0.25", "min_confidence": "0.5"}
+    ) == PredictionParameters(top_k=None, threshold=0.25, min_confidence=0.5)
     assert resolve_parameters({}, {"sliding_window": "TRUE", "stride": "16"}).stride == 16
 
 
