@@ -47,7 +47,7 @@ bench:
 	bash bench/run_all.sh
 
 readme-tables:
-	$(BIN)/python -m textclf.cli hyperparameters
+	$(BIN)/python scripts/readme_tables.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
