@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ops import api, endpoint, stacks
-from ops.aws import Aws
+from ops.aws import Aws, OpsError
 
 
 def _paged(client: Any, method: str, key: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -25,14 +25,22 @@ def _prefixes(aws: Aws) -> tuple[str, ...]:
 
 
 def _in_use(aws: Aws) -> tuple[set[str], set[str]]:
-    """Endpoint configs used by remaining endpoints, and the models those configs name."""
+    """Endpoint configs used by remaining endpoints, and the models those configs name.
+
+    An endpoint in the middle of an update uses two configs: the one it serves from and the one
+    it is switching to (``PendingDeploymentSummary``); deleting the latter would fail the update.
+    """
     sm = aws.client("sagemaker")
-    configs = {
-        sm.describe_endpoint(EndpointName=e["EndpointName"])["EndpointConfigName"]
-        for e in _paged(sm, "list_endpoints", "Endpoints")
-    }
+    configs: set[str] = set()
+    for e in _paged(sm, "list_endpoints", "Endpoints"):
+        described = sm.describe_endpoint(EndpointName=e["EndpointName"])
+        pending = (described.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+        configs.update(c for c in (described.get("EndpointConfigName"), pending) if c)
     models = {
-        v["ModelName"] for c in configs for v in sm.describe_endpoint_config(EndpointConfigName=c)["ProductionVariants"]
+        v["ModelName"]
+        for c in sorted(configs)
+        for v in sm.describe_endpoint_config(EndpointConfigName=c)["ProductionVariants"]
+        if "ModelName" in v  # absent for variants that serve inference components
     }
     return configs, models
 
@@ -93,7 +101,15 @@ def storage(aws: Aws) -> None:
             return
         raise
     for start in range(0, len(keys), 1000):
-        s3.delete_objects(Bucket=aws.bucket, Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]]})
+        batch = {"Objects": [{"Key": k} for k in keys[start : start + 1000]]}
+        # DeleteObjects answers 200 even when some keys could not be deleted: they come back in Errors.
+        errors = s3.delete_objects(Bucket=aws.bucket, Delete=batch).get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise OpsError(
+                f"{len(errors)} object(s) under s3://{aws.bucket}/{prefix} were not deleted, e.g. "
+                f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+            )
     print(f"deleted {len(keys)} object(s) under s3://{aws.bucket}/{prefix}")
     if not s3.list_objects_v2(Bucket=aws.bucket, MaxKeys=1).get("KeyCount", 0):
         s3.delete_bucket(Bucket=aws.bucket)
