@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ops import config as config_module
 from ops.aws import Aws, OpsError
 
@@ -19,6 +21,8 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise OpsError(f"{what} must look like NAME=VALUE, got {item!r}")
+        if key in result:
+            raise OpsError(f"{what} {key} given twice ({result[key]!r} and {value!r})")
         result[key] = value
     return result
 
@@ -81,9 +85,14 @@ def _deploy(aws: Aws, args: argparse.Namespace) -> None:
 
 
 def _autoscale(aws: Aws, _: argparse.Namespace) -> None:
-    from ops import autoscaling
+    from ops import autoscaling, endpoint
 
-    autoscaling.apply(aws, aws.cfg.endpoint.name)
+    name = aws.cfg.endpoint.name
+    if not aws.cfg.endpoint.autoscaling.enabled:
+        raise OpsError("endpoint.autoscaling.enabled is false: nothing to apply")
+    if endpoint.describe(aws) is None:
+        raise OpsError(f"endpoint {name} does not exist: create it with `python -m ops deploy`")
+    autoscaling.apply(aws, name)
 
 
 def _batch(aws: Aws, args: argparse.Namespace) -> None:
@@ -239,7 +248,8 @@ def main(argv: Sequence[str] | None = None, aws: Aws | None = None) -> int:
         if aws is None:
             aws = Aws(config_module.load(args.config))
         args.func(aws, args)
-    except (OpsError, config_module.ConfigError) as exc:
+    except (OpsError, config_module.ConfigError, ClientError, BotoCoreError) as exc:
+        # AWS's own refusals (access denied, no such job, no credentials) read as well as ours
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
