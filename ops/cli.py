@@ -152,9 +152,7 @@ def _teardown(aws: Aws, args: argparse.Namespace) -> None:
 
 
 def _config(aws: Aws, _: argparse.Namespace) -> None:
-    import dataclasses
-
-    _show(dataclasses.asdict(aws.cfg))
+    _show(config_module.redacted(aws.cfg))
 
 
 def _request_arguments(parser: argparse.ArgumentParser) -> None:

@@ -171,6 +171,28 @@ class OpsConfig:
         return self
 
 
+# Environment variables and build arguments are free-form: a token for a private model hub or a
+# package index URL with a password in it may sit there. `python -m ops config` must not print them.
+_SECRET_NAME = re.compile(r"secret|token|passw|credential|private|api_?key|auth", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+REDACTED = "***"
+FREE_FORM = (("image", "build_args"), *((section, "environment") for section in ("training", "endpoint", "batch")))
+
+
+def _redact(entries: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: REDACTED if _SECRET_NAME.search(k) else _URL_USERINFO.sub(f"{REDACTED}@", str(v)) for k, v in entries.items()
+    }
+
+
+def redacted(cfg: OpsConfig) -> dict[str, Any]:
+    """The configuration as a dict, with the values of secret-looking free-form entries masked."""
+    data = dataclasses.asdict(cfg)
+    for section, name in FREE_FORM:
+        data[section][name] = _redact(data[section][name])
+    return data
+
+
 def _coerce(raw: str, annotation: Any, where: str) -> Any:
     if annotation is bool:
         lowered = raw.strip().lower()
