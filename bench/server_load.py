@@ -1,0 +1,751 @@
+"""Server benchmark: the real stack (nginx -> gunicorn -> Flask, ``textclf serve``) under bounded load over
+loopback, against its peers on the same model, inputs and machine, in the same run.
+
+Servers (each started, measured and stopped in turn, never two at once):
+
+- ``textclf``: ``textclf serve`` on the INT8 model directory (what the image runs);
+- ``seed``: ``bench/peers/seed_flask_app.py``: Flask + PyTorch FP32 padding every request to 128
+  tokens, gunicorn sync workers, the same worker count;
+- ``hf``: the Hugging Face SageMaker inference toolkit 2.6.0 (multi-model-server + a transformers
+  pipeline in PyTorch FP32) from ``bench/.work/.venv-peer``, on a ``save_pretrained`` copy of the same model;
+- ``bare``: the predictor in-process, no HTTP: one process per worker (1 ORT thread each, as the
+  server's workers), each classifying the same requests back to back; the server's throughput
+  over this is its overhead as a ratio.
+
+Load: Debian's ``wrk`` (C, epoll, one thread) with a generated Lua script that cycles through
+pre-built JSON bodies (SST-2 dev sentences; one text per request, or 8), bounded by time (``-d``)
+and by count (the script stops its thread after ``--max-requests`` answers). A C client takes a few
+percent of one core where a Python client doing the same would take a large share of the 2 cores
+the servers need. ``--client python`` falls back to an asyncio client when ``wrk`` is missing.
+
+Every server binds to 127.0.0.1 on a free port; no traffic leaves loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import benchlib as bl
+
+# the toolkit's own venv (bench/peers/install-hf-peer.sh), kept apart from the product's .venv
+PEER_VENV = Path(os.environ.get("TEXTCLF_PEER_VENV", str(bl.WORK_DIR / ".venv-peer")))
+VENV_BIN = Path(sys.executable).parent
+WRK_LUA = r"""
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clk_id, bench_timespec *tp);
+]]
+local ts = ffi.new("bench_timespec")
+local function now()
+  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+local bodies = dofile(os.getenv("BENCH_BODIES"))
+local limit = tonumber(os.getenv("BENCH_MAX_REQUESTS"))
+local threads = {}
+local n, i = #bodies, 0
+count, t_first, t_last, non2xx, stopped = 0, 0, 0, 0, false
+
+wrk.method = "POST"
+wrk.path = "/invocations"
+wrk.headers["Content-Type"] = "application/json"
+
+function setup(thread) table.insert(threads, thread) end
+
+function request()
+  if t_first == 0 then t_first = now() end
+  i = i % n + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+
+function response(status, headers, body)
+  count = count + 1
+  t_last = now()
+  if status ~= 200 then non2xx = non2xx + 1 end
+  if count >= limit and not stopped then
+    stopped = true
+    wrk.thread:stop()
+    io.stderr:write("BENCH_LIMIT_REACHED\n")
+    io.stderr:flush()
+  end
+end
+
+function done(summary, latency, requests)
+  local c, t0, t1, bad = 0, math.huge, 0, 0
+  for _, t in ipairs(threads) do
+    c = c + t:get("count")
+    bad = bad + t:get("non2xx")
+    if t:get("t_first") > 0 then t0 = math.min(t0, t:get("t_first")) end
+    t1 = math.max(t1, t:get("t_last"))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"completed":%d,"elapsed_s":%.6f,"non2xx":%d,"connect":%d,"read":%d,"write":%d,"status":%d,' ..
+    '"timeout":%d,"p50_ms":%.3f,"p90_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f,"mean_ms":%.3f}\n',
+    c, t1 - t0, bad, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000, latency.mean / 1000))
+end
+"""
+
+
+# -- request bodies ----------------------------------------------------------------------------------
+def bodies_for(texts: Sequence[str], per_request: int) -> list[list[str]]:
+    return [list(texts[i : i + per_request]) for i in range(0, len(texts) - per_request + 1, per_request)]
+
+
+def body_json(texts: list[str]) -> str:
+    return json.dumps({"inputs": texts[0] if len(texts) == 1 else texts})
+
+
+def lua_bodies(path: Path, requests: list[list[str]]) -> None:
+    def long_string(s: str) -> str:
+        level = "=" * 4
+        while f"]{level}]" in s:
+            level += "="
+        return f"[{level}[{s}]{level}]"
+
+    path.write_text("return {\n" + ",\n".join(long_string(body_json(r)) for r in requests) + "\n}\n")
+
+
+# -- load generators ---------------------------------------------------------------------------------
+def free_port() -> int:
+    """A free loopback port below 32767 (multi-model-server refuses higher ones), away from 8080."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
+
+
+def wrk_load(
+    port: int, requests: list[list[str]], concurrency: int, max_requests: int, max_s: float, timeout_s: float, tmp: Path
+) -> dict[str, Any]:
+    """One bounded wrk run; returns completed, elapsed, errors and latency percentiles."""
+    script, bodies = tmp / "post.lua", tmp / "bodies.lua"
+    script.write_text(WRK_LUA)
+    lua_bodies(bodies, requests)
+    env = os.environ | {"BENCH_BODIES": str(bodies), "BENCH_MAX_REQUESTS": str(max_requests)}
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(max_s))}s", f"--timeout={round(timeout_s)}s"]
+    cmd += ["-s", str(script), f"http://127.0.0.1:{port}/invocations"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    # When the script reaches its count it stops its thread and says so; wrk's main thread would sleep
+    # out the whole -d, so interrupt it (SIGINT makes wrk report and exit).
+    for line in proc.stderr:
+        if "BENCH_LIMIT_REACHED" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=max_s + timeout_s + 30)
+    line = next((x for x in out.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result (rc {proc.returncode}): {out[-2000:]} {err[-2000:]}")
+    r = json.loads(line.removeprefix("BENCH_JSON "))
+    r["errors"] = r["connect"] + r["read"] + r["write"] + r["timeout"] + r["non2xx"]
+    return r
+
+
+async def _py_load(
+    port: int, requests: list[list[str]], concurrency: int, max_requests: int, max_s: float, timeout_s: float
+) -> dict[str, Any]:
+    import asyncio
+
+    payloads = [body_json(r).encode() for r in requests]
+    lat: list[float] = []
+    errors = {"connect": 0, "read": 0, "timeout": 0, "non2xx": 0}
+    sent = 0
+    t0 = time.perf_counter()
+    deadline = t0 + max_s
+
+    async def worker(k: int) -> None:
+        nonlocal sent
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            errors["connect"] += 1
+            return
+        while sent < max_requests and time.perf_counter() < deadline:
+            body = payloads[sent % len(payloads)]
+            sent += 1
+            head = "POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            writer.write(head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            t = time.perf_counter()
+            try:
+                status_line = await asyncio.wait_for(reader.readline(), timeout_s)
+                length, close = 0, False
+                while (h := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = h.decode().partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                    if name.lower() == "connection" and "close" in value.lower():
+                        close = True
+                await reader.readexactly(length)
+            except (TimeoutError, asyncio.IncompleteReadError, OSError):
+                errors["timeout" if isinstance(sys.exc_info()[1], TimeoutError) else "read"] += 1
+                writer.close()
+                return
+            lat.append(time.perf_counter() - t)
+            if b" 200 " not in status_line:
+                errors["non2xx"] += 1
+            if close:
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    s = bl.summarize_ms(lat)
+    return {
+        "completed": len(lat),
+        "elapsed_s": time.perf_counter() - t0,
+        "p50_ms": s["p50_ms"],
+        "p90_ms": bl.percentile([x * 1000 for x in lat], 90),
+        "p99_ms": s["p99_ms"],
+        "max_ms": max(lat) * 1000 if lat else float("nan"),
+        "mean_ms": s["mean_ms"],
+        **errors,
+        "errors": sum(errors.values()),
+    }
+
+
+def run_load(client: str, port: int, requests: list[list[str]], c: int, n: int, s: float, timeout: float) -> dict:
+    if client == "wrk":
+        with tempfile.TemporaryDirectory() as tmp:
+            return wrk_load(port, requests, c, n, s, timeout, Path(tmp))
+    import asyncio
+
+    return asyncio.run(_py_load(port, requests, c, n, s, timeout))
+
+
+# -- servers -----------------------------------------------------------------------------------------
+def http_status(port: int, method: str, path: str, body: str | None = None, timeout: float = 5.0) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    log: Path
+    t_start: float
+    stop_cmd: list[str] | None = None
+    stop_env: dict[str, str] | None = None
+    ping_s: float | None = None
+    ready_s: float | None = None
+    pids: set[int] = field(default_factory=set)
+
+    def wait_ready(self, sample_body: str, limit_s: float = 240.0) -> None:
+        """First 200 on /ping, then the first 200 on /invocations (the toolkit's /ping says 200
+        before its model is loaded, so readiness is the first good prediction), bounded."""
+        deadline = self.t_start + limit_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+            if self.ping_s is None and http_status(self.port, "GET", "/ping", timeout=2) == 200:
+                self.ping_s = time.monotonic() - self.t_start
+            if self.ping_s is not None and http_status(self.port, "POST", "/invocations", sample_body, 30) == 200:
+                self.ready_s = time.monotonic() - self.t_start
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready within {limit_s} s; see {self.log}")
+
+    def processes(self) -> list[dict[str, Any]]:
+        pids = [self.proc.pid, *bl.descendants(self.proc.pid)]
+        if self.name == "hf":  # `multi-model-server --start` detaches its Java frontend; it leaves its pid here
+            with contextlib.suppress(OSError, ValueError):
+                java = int(Path("/tmp/.model_server.pid").read_text().split()[0])
+                if "java" in bl.cmdline(java):
+                    pids += [java, *bl.descendants(java)]
+        self.pids.update(pids)
+        out = []
+        for pid in pids:
+            cmd = bl.cmdline(pid)
+            if cmd:
+                out.append({"pid": pid, "role": role_of(cmd), "rss_mb": round(bl.rss_mb(pid), 1)})
+        return out
+
+    def stop(self) -> None:
+        self.processes()  # remember every pid we started, to make sure they all end
+        if self.stop_cmd:
+            subprocess.run(self.stop_cmd, env=self.stop_env, capture_output=True, timeout=60)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        for pid in sorted(self.pids):
+            while bl.cmdline(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if bl.cmdline(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def role_of(cmd: str) -> str:
+    for needle, role in (
+        ("nginx: master", "nginx master"),
+        ("nginx: worker", "nginx worker"),
+        ("java", "mms java frontend"),
+        ("model_service_worker", "mms python worker"),
+        ("textclf serve", "textclf serve (supervisor)"),
+        ("multi-model-server", "mms launcher"),
+        ("bin/serve", "toolkit serve (launcher)"),
+    ):
+        if needle in cmd:
+            return role
+    if "gunicorn" in cmd:
+        return "gunicorn"
+    return cmd[:60]
+
+
+def label_gunicorn(procs: list[dict[str, Any]]) -> None:
+    """gunicorn's master is the parent of the others; call them worker by parent pid."""
+    pids = {p["pid"] for p in procs}
+    for p in procs:
+        if p["role"] == "gunicorn":
+            try:
+                ppid = int(Path(f"/proc/{p['pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                ppid = 0
+            parent_is_gunicorn = any(q["pid"] == ppid and q["role"].startswith("gunicorn") for q in procs)
+            p["role"] = "gunicorn worker" if ppid in pids and parent_is_gunicorn else "gunicorn master"
+
+
+def start_textclf(root: Path, port: int, workers: int, log: Path) -> Server:
+    env = os.environ | {
+        "SM_ROOT": str(root),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+    }
+    t = time.monotonic()
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "textclf"), "serve"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=root
+    )
+    return Server("textclf", port, proc, log, t)
+
+
+def start_seed(hf_dir: Path, port: int, workers: int, log: Path) -> Server:
+    env = os.environ | {"SEED_MODEL_DIR": str(hf_dir), "SEED_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [str(VENV_BIN / "gunicorn"), "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    cmd += ["--chdir", str(bl.BENCH_DIR / "peers"), "--timeout", "120", "seed_flask_app:app"]
+    t = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return Server("seed", port, proc, log, t)
+
+
+def start_hf(hf_dir: Path, port: int, workers: int, log: Path, work: Path) -> Server:
+    """The Hugging Face inference toolkit, started as its DLC does (performance.md), bound to loopback."""
+    if not (PEER_VENV / "bin" / "serve").exists():
+        raise RuntimeError(f"{PEER_VENV}/bin/serve missing: run bench/peers/install-hf-peer.sh {PEER_VENV}")
+    base = work / "hf-base"
+    shutil.rmtree(base, ignore_errors=True)
+    (base / "model").mkdir(parents=True)
+    for f in hf_dir.iterdir():  # a save_pretrained directory: config, weights, tokenizer
+        if f.is_file():
+            shutil.copy2(f, base / "model" / f.name)
+    env = os.environ | {
+        "PATH": f"{PEER_VENV / 'bin'}:{os.environ.get('PATH', '')}",
+        "HF_TASK": "text-classification",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "SAGEMAKER_BASE_DIR": str(base),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        # MMS reads MMS_* environment variables over its properties file (enable_envvars_config=true):
+        # keep its listeners on loopback instead of the toolkit's 0.0.0.0.
+        "MMS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port}",
+        "MMS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{port}",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    t = time.monotonic()
+    proc = subprocess.Popen(
+        [str(PEER_VENV / "bin" / "serve")], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=work
+    )
+    stop_cmd = [str(PEER_VENV / "bin" / "multi-model-server"), "--stop"]
+    return Server("hf", port, proc, log, t, stop_cmd=stop_cmd, stop_env=env)
+
+
+# -- the bare predictor ------------------------------------------------------------------------------
+def _bare_worker(model_dir: str, requests: list[list[str]], n: int, max_s: float, barrier: Any, q: Any) -> None:
+    from textclf.predictor import Classifier
+
+    clf = Classifier.load(model_dir, threads=1)
+    clf.warmup()
+    for r in requests[:5]:
+        clf.predict(r)
+    barrier.wait()
+    lat = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        clf.predict(requests[i % len(requests)])
+        lat.append(time.perf_counter() - t)
+        if time.perf_counter() - t0 > max_s:
+            break
+    q.put((lat, time.perf_counter() - t0))
+
+
+def bare(model_dir: Path, requests: list[list[str]], procs: int, max_requests: int, max_s: float) -> dict[str, Any]:
+    """``procs`` processes (1 ORT thread each), each predicting the requests back to back, started together.
+    Each process starts at a different offset so they do not classify the same text at the same time."""
+    ctx = mp.get_context("spawn")
+    barrier, q = ctx.Barrier(procs), ctx.Queue()
+    per = max(1, max_requests // procs)
+    workers = [
+        ctx.Process(
+            target=_bare_worker,
+            args=(
+                str(model_dir),
+                requests[k * len(requests) // procs :] + requests[: k * len(requests) // procs],
+                per,
+                max_s,
+                barrier,
+                q,
+            ),
+        )
+        for k in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    results = [q.get(timeout=max_s + 300) for _ in workers]
+    for w in workers:
+        w.join(timeout=30)
+    lat = [x for r in results for x in r[0]]
+    elapsed = max(r[1] for r in results)
+    s = bl.summarize_ms(lat)
+    return {
+        "completed": len(lat),
+        "elapsed_s": elapsed,
+        "p50_ms": s["p50_ms"],
+        "p99_ms": s["p99_ms"],
+        "errors": 0,
+        "req_per_s": sum(len(r[0]) / r[1] for r in results),  # each process's rate over its own window
+    }
+
+
+# -- orchestration -----------------------------------------------------------------------------------
+def measure_server(
+    server: Server, shapes: dict[str, list[list[str]]], levels: list[int], args: argparse.Namespace
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"runs": [], "startup": {}, "processes": {}}
+    sample = body_json(next(iter(shapes.values()))[0])
+    server.wait_ready(sample)
+    out["startup"] = {"first_ping_s": server.ping_s, "first_prediction_s": server.ready_s}
+    procs = server.processes()
+    label_gunicorn(procs)
+    out["processes"]["after_start"] = procs
+    print(
+        f"  {server.name}: ping after {server.ping_s:.1f} s, first prediction after {server.ready_s:.1f} s", flush=True
+    )
+    # warm-up: every worker should have run a few requests (ORT's lazy set-up, torch's allocator)
+    run_load(args.client, server.port, next(iter(shapes.values())), 4, 40, 10, args.timeout)
+    for shape, requests in shapes.items():
+        per_req = len(requests[0])
+        for c in levels:
+            n = args.max_requests if per_req == 1 else max(50, args.max_requests // per_req)
+            load = [bl.loadavg()[0]]
+            r = run_load(args.client, server.port, requests, c, n, args.seconds, args.timeout)
+            load.append(bl.loadavg()[0])
+            r |= {
+                "server": server.name,
+                "shape": shape,
+                "texts_per_request": per_req,
+                "concurrency": c,
+                "req_per_s": r["completed"] / r["elapsed_s"] if r["elapsed_s"] > 0 else 0.0,
+                "loadavg_1m": load,
+            }
+            r["texts_per_s"] = r["req_per_s"] * per_req
+            out["runs"].append(r)
+            print(
+                f"  {server.name} {shape} c={c}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, "
+                f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}, n={r['completed']}",
+                flush=True,
+            )
+    procs = server.processes()
+    label_gunicorn(procs)
+    out["processes"]["after_load"] = procs
+    return out
+
+
+def rss_summary(procs: list[dict[str, Any]]) -> dict[str, Any]:
+    by_role: dict[str, list[float]] = {}
+    for p in procs:
+        by_role.setdefault(p["role"], []).append(p["rss_mb"])
+    return {"total_mb": round(sum(p["rss_mb"] for p in procs), 1), "by_role": by_role}
+
+
+def distilbert_inputs(work_dir: Path) -> tuple[Path, dict[str, list[list[str]]]]:
+    """The DistilBERT-shaped INT8 model directory (max 128 tokens) and single-text requests that are
+    all exactly 128 tokens after truncation: IMDB test-subset reviews of at least 128 tokens (shorter
+    ones are dropped, so that no request flatters the 128-token figure)."""
+    from textclf.encoding import TextEncoder
+
+    dmodel = bl.export_dir(bl.hf_classifier("distilbert", work_dir), "int8", work_dir, 128)
+    reviews = bl.sample(bl.imdb_test_subset(), 1000)
+    enc = TextEncoder.from_dir(dmodel, 128, "head")
+    full = [t for t, e in zip(reviews, enc.encode(reviews), strict=True) if len(e.ids) == 128]
+    return dmodel, {"imdb128-single": bodies_for(full, 1)}
+
+
+def pick_hf_dir(arg: str | None, work: Path) -> tuple[Path, str]:
+    """The fine-tuned SST-2 classifier when there is one (bench/quality.py or the training engineer's run),
+    else MiniLM with a random 2-label head: speed does not depend on the weights."""
+    if arg:
+        return Path(arg), "given"
+    for cand in sorted(work.glob("quality/sst2/**/hf"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if (cand / "config.json").is_file():
+            return cand, "fine-tuned on SST-2"
+    return bl.hf_classifier("minilm", work), "MiniLM-L6 with a random 2-label head"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--servers",
+        default="textclf,bare,seed,hf,distilbert,distilbert-bare",
+        help="any of textclf, bare, seed, hf, distilbert, distilbert-bare (run in this order, one at a time)",
+    )
+    ap.add_argument("--concurrency", default="1,4,16,64")
+    ap.add_argument("--shapes", default="single,batch8", help="single (1 text per request) and/or batchN")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-requests", type=int, default=3000, help="per run (divided by texts per request)")
+    ap.add_argument("--seconds", type=float, default=15.0, help="per run")
+    ap.add_argument("--timeout", type=float, default=20.0, help="per request")
+    ap.add_argument("--hf-dir", help="Hugging Face classifier to serve (default: the fine-tuned SST-2 MiniLM if any)")
+    ap.add_argument("--texts", choices=["sst2", "builtin"], default="sst2", help="SST-2 dev, or a few built-in ones")
+    ap.add_argument("--client", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
+    ap.add_argument("--work-dir", type=Path, default=bl.WORK_DIR)
+    ap.add_argument("--out-dir", type=Path, default=bl.RESULTS_DIR)
+    ap.add_argument("--name", default="server")
+    args = ap.parse_args()
+
+    run = bl.Run(args.name)
+    work = args.work_dir / "server"
+    work.mkdir(parents=True, exist_ok=True)
+    servers = args.servers.split(",")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    hf_dir, hf_what = pick_hf_dir(args.hf_dir, args.work_dir)
+    model_dir = bl.export_dir(hf_dir, "int8", args.work_dir, 128)
+    texts = bl.sample(bl.BUILTIN, 64) if args.texts == "builtin" else bl.sample(bl.sst2_dev(), 872)
+    shapes: dict[str, list[list[str]]] = {}
+    for shape in args.shapes.split(","):
+        per = 1 if shape == "single" else int(shape.removeprefix("batch"))
+        shapes[shape] = bodies_for(texts, per)
+    print(f"model: {hf_dir} ({hf_what}); INT8 model dir {model_dir}; client {args.client}", flush=True)
+
+    results: dict[str, Any] = {"model": {"hf_dir": str(hf_dir), "what": hf_what, "int8_dir": str(model_dir)}}
+    results["client"] = args.client
+    results["servers"] = {}
+    failures: dict[str, str] = {}
+    for name in servers:
+        print(f"== {name}", flush=True)
+        try:
+            if name in ("bare", "distilbert-bare"):
+                bare_dir, bare_shapes = (model_dir, shapes) if name == "bare" else distilbert_inputs(args.work_dir)
+                results["servers"][name] = {"runs": []}
+                for shape, requests in bare_shapes.items():
+                    per = len(requests[0])
+                    n = args.max_requests if per == 1 else max(50, args.max_requests // per)
+                    for procs in sorted({1, args.workers}):
+                        r = bare(bare_dir, requests, procs, n, args.seconds)
+                        r |= {"server": name, "shape": shape, "texts_per_request": per, "concurrency": procs}
+                        r["texts_per_s"] = r["req_per_s"] * per
+                        results["servers"][name]["runs"].append(r)
+                        print(f"  {name} {shape} procs={procs}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms")
+                continue
+            port = free_port()
+            log = work / f"{name}.log"
+            if name == "textclf":
+                root = work / "sm-textclf"
+                shutil.rmtree(root, ignore_errors=True)
+                root.mkdir(parents=True)
+                (root / "model").symlink_to(model_dir.resolve())
+                server = start_textclf(root, port, args.workers, log)
+                server_shapes = shapes
+            elif name == "distilbert":
+                # the 45 req/s aim: DistilBERT-shaped INT8, every request 128 tokens (IMDB reviews cut at 128)
+                dmodel, server_shapes = distilbert_inputs(args.work_dir)
+                root = work / "sm-distilbert"
+                shutil.rmtree(root, ignore_errors=True)
+                root.mkdir(parents=True)
+                (root / "model").symlink_to(dmodel.resolve())
+                server = start_textclf(root, port, args.workers, log)
+            elif name == "seed":
+                server = start_seed(hf_dir, port, args.workers, log)
+                server_shapes = shapes
+            elif name == "hf":
+                server = start_hf(hf_dir, port, args.workers, log, work)
+                server_shapes = shapes
+            else:
+                raise SystemExit(f"unknown server {name!r}")
+            try:
+                results["servers"][name] = measure_server(server, server_shapes, levels, args)
+            finally:
+                server.stop()
+        except Exception as exc:  # a peer that cannot run here is a result, not a crash
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            print(f"  {name} FAILED: {failures[name]}", flush=True)
+    results["failures"] = failures
+    results["summary"] = summarize(results["servers"], args.workers)
+    table, notes = render(results)
+    run.finish(results, table, notes, args.out_dir)
+
+
+def _best(runs: list[dict[str, Any]], shape: str) -> dict[str, Any] | None:
+    ok = [r for r in runs if r["shape"] == shape and r["completed"] > 0]
+    return max(ok, key=lambda r: r["req_per_s"]) if ok else None
+
+
+def _at(runs: list[dict[str, Any]], shape: str, c: int) -> dict[str, Any] | None:
+    return next((r for r in runs if r["shape"] == shape and r["concurrency"] == c), None)
+
+
+def summarize(servers: dict[str, Any], workers: int) -> dict[str, Any]:
+    s: dict[str, Any] = {"saturation": {}, "ratios": {}}
+    for name, data in servers.items():
+        for shape in {r["shape"] for r in data["runs"]}:
+            best = _best(data["runs"], shape)
+            if best:
+                s["saturation"].setdefault(name, {})[shape] = {
+                    k: best[k] for k in ("concurrency", "req_per_s", "texts_per_s", "p50_ms", "p99_ms", "errors")
+                }
+    sat = s["saturation"]
+    for shape in sorted({r["shape"] for r in servers.get("textclf", {}).get("runs", [])}):
+        tc = sat.get("textclf", {}).get(shape)
+        if not tc:
+            continue
+        bare_run = next(
+            (r for r in servers.get("bare", {}).get("runs", []) if r["shape"] == shape and r["concurrency"] == workers),
+            None,
+        )
+        if bare_run:
+            s["ratios"][f"textclf/bare {shape}"] = tc["req_per_s"] / bare_run["req_per_s"]
+        for peer in ("seed", "hf"):
+            p = sat.get(peer, {}).get(shape)
+            if p:
+                s["ratios"][f"textclf/{peer} {shape} (saturation throughput)"] = tc["req_per_s"] / p["req_per_s"]
+                c = p["concurrency"]
+                tc_c = _at(servers["textclf"]["runs"], shape, c)
+                if tc_c:
+                    s["ratios"][f"{peer} p99 / textclf p99 {shape} at c={c}"] = p["p99_ms"] / tc_c["p99_ms"]
+    d = sat.get("distilbert", {}).get("imdb128-single")
+    d_bare = next((r for r in servers.get("distilbert-bare", {}).get("runs", []) if r["concurrency"] == workers), None)
+    if d and d_bare:
+        s["ratios"]["distilbert/distilbert-bare imdb128-single"] = d["req_per_s"] / d_bare["req_per_s"]
+    s["aims"] = aims(s)
+    return s
+
+
+def aims(s: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's server aims, each with the measured value and how far it is from the aim."""
+    r, sat = s["ratios"], s["saturation"]
+    out = []
+
+    def add(aim: str, value: float | None, target: float, higher_is_better: bool = True) -> None:
+        if value is None:
+            out.append({"aim": aim, "value": None, "target": target, "met": "not measured", "gap": None})
+            return
+        met = value >= target if higher_is_better else value <= target
+        gap = value / target if higher_is_better else target / value
+        out.append({"aim": aim, "value": value, "target": target, "met": "yes" if met else "NO", "gap": gap})
+
+    add("textclf / seed throughput, SST-2 single texts (x)", r.get("textclf/seed single (saturation throughput)"), 15)
+    add("textclf / seed throughput, SST-2 8 texts/req (x)", r.get("textclf/seed batch8 (saturation throughput)"), 15)
+    add("textclf / HF toolkit throughput, single texts (x)", r.get("textclf/hf single (saturation throughput)"), 5)
+    add("textclf / HF toolkit throughput, 8 texts a request (x)", r.get("textclf/hf batch8 (saturation throughput)"), 5)
+    hf_p99 = next((v for k, v in r.items() if k.startswith("hf p99 / textclf p99 single")), None)
+    add("HF toolkit p99 / textclf p99 at the toolkit's best concurrency, single (x, > 1 = textclf lower)", hf_p99, 1)
+    add("textclf server / bare predictor, single texts at saturation", r.get("textclf/bare single"), 0.9)
+    add("textclf server / bare predictor, 8 texts a request at saturation", r.get("textclf/bare batch8"), 0.9)
+    d = sat.get("distilbert", {}).get("imdb128-single")
+    add("DistilBERT-shaped INT8, 128 tokens, through the server (req/s)", d["req_per_s"] if d else None, 45)
+    return out
+
+
+def render(results: dict[str, Any]) -> tuple[str, list[str]]:
+    rows = [r for data in results["servers"].values() for r in data["runs"]]
+    cols = [
+        "server", "shape", "concurrency", "completed", "req_per_s", "texts_per_s", "p50_ms", "p99_ms", "errors",
+    ]  # fmt: skip
+    heads = ["server", "request", "concurrency", "requests", "req/s", "texts/s", "p50 ms", "p99 ms", "errors"]
+    table = bl.md_table(rows, cols, heads)
+    mem = []
+    for name, data in results["servers"].items():
+        if "processes" in data:
+            procs = data["processes"].get("after_load") or data["processes"].get("after_start", [])
+            rs = rss_summary(procs)
+            mem.append(
+                {
+                    "server": name,
+                    "first_ping_s": data["startup"].get("first_ping_s"),
+                    "first_prediction_s": data["startup"].get("first_prediction_s"),
+                    "rss_total_mb": rs["total_mb"],
+                    "rss_by_role": "; ".join(
+                        f"{role} {' + '.join(f'{x:.0f}' for x in v)}" for role, v in sorted(rs["by_role"].items())
+                    ),
+                }
+            )
+    if mem:
+        table += "\n\nStart-up and memory (RSS after the load, MB):\n\n" + bl.md_table(
+            mem,
+            ["server", "first_ping_s", "first_prediction_s", "rss_total_mb", "rss_by_role"],
+            ["server", "first /ping 200 (s)", "first prediction (s)", "RSS total MB", "RSS by process (MB)"],
+        )
+    ratios = [{"ratio": k, "value": v} for k, v in results["summary"]["ratios"].items()]
+    if ratios:
+        table += "\n\nRatios (same run):\n\n" + bl.md_table(ratios, ["ratio", "value"])
+    if results["summary"].get("aims"):
+        table += "\n\nAims (issue 7):\n\n" + bl.md_table(
+            results["summary"]["aims"],
+            ["aim", "value", "target", "met", "gap"],
+            ["aim", "measured", "aim", "met", "measured / aim"],
+        )
+    notes = [f"{k} could not run: {v}" for k, v in results["failures"].items()]
+    notes.append(
+        "Saturation = the concurrency with the highest throughput. The load generator runs on the same 2 cores "
+        f"as the servers ({results['client']}, one thread)."
+    )
+    return table, notes
+
+
+if __name__ == "__main__":
+    main()
