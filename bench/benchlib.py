@@ -241,6 +241,11 @@ def timed_loop(
 
 
 # -- FLOPs -----------------------------------------------------------------------------------------
+# INT8 (VNNI, QInt8) MatMul peak per core of this machine kind when idle (shared/reference/performance.md);
+# peak.py measures it again in every run, but on a busy shared machine that measurement is slowed too.
+REF_INT8_GOPS = 370.0
+
+
 @dataclass(frozen=True)
 class Shape:
     layers: int
@@ -274,6 +279,19 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
         return list(csv.DictReader(fh, delimiter=delimiter, quoting=quoting))
+
+
+# a few sentences, for smoke tests without the shared data
+BUILTIN = [
+    "A gripping, funny and beautifully acted film.",
+    "Dull.",
+    "I wanted to like it, but the plot never comes together and the second half drags on and on.",
+    "The soundtrack is great; the dialogue is not.",
+    "One of the most tedious two hours I have spent in a cinema this year, despite a strong cast.",
+    "Wonderful!",
+    "It is neither as clever as it thinks nor as bad as the reviews say.",
+    "The director's best work in a decade, with a final act that stays with you long after.",
+]
 
 
 def sst2_dev() -> list[str]:
