@@ -1,0 +1,184 @@
+"""Render the benchmark results (``bench/results/*.json``) as markdown for the README.
+
+The tables go between the markers ``<!-- bench:start -->`` and ``<!-- bench:end -->`` in
+README.md; nothing outside the markers is touched. Without both markers the tables are printed and
+written to ``bench/results/README-table.md`` instead, and README.md is left alone.
+
+Every block names the command that produced it, the date, the machine (CPU model, CPU count) and the
+load average at the start and end of the run: the machine is shared, so read ratios within one run.
+
+    .venv/bin/python bench/make_readme_table.py [--results DIR] [--readme README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as bl
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+ORDER = ("peak", "engine", "server", "profile")  # then anything else, by name
+
+
+def provenance(r: dict[str, Any], md_name: str) -> str:
+    m = r.get("machine", {})
+    return (
+        f"`{r.get('command', '?')}` — {r.get('date', '?')} (git {r.get('git', '?')}), "
+        f"{m.get('cpu_model', '?')} x {m.get('cpus', '?')} CPUs, load average {r.get('loadavg_start')} -> "
+        f"{r.get('loadavg_end')}, wall {r.get('wall_s', '?')} s; full table: [{md_name}](bench/results/{md_name})"
+    )
+
+
+def peak_block(r: dict[str, Any]) -> list[str]:
+    rows = r.get("rows") or r.get("peak", {}).get("rows", [])
+    cols = ["graph", "threads", "shape", "gops_median", "gops_p10"]
+    return [bl.md_table(rows, cols, ["graph", "threads", "M x K x N", "GOP/s (median)", "GOP/s (p10 time)"])]
+
+
+def engine_block(r: dict[str, Any]) -> list[str]:
+    cells: dict[tuple, dict[str, Any]] = {}
+    for row in r.get("rows", []):
+        key = (row["model"], row["threads"], row["input"], row["batch"])
+        cell = cells.setdefault(key, {"model": key[0], "threads": key[1], "input": key[2], "batch": key[3]})
+        cell["tokens"] = row["mean_tokens"]
+        cell[row["runtime"]] = row["texts_per_s"]
+        if row["runtime"] == "ort-int8":
+            cell |= {
+                "int8_p50": row["p50_ms"],
+                "int8_p99": row["p99_ms"],
+                "x": row.get("x_vs_torch"),
+                "pct": row["pct_of_int8_ceiling"],
+                # against the idle machine's INT8 peak (performance.md), for runs whose in-run peak was slowed
+                "pct_ref": 100 * row["texts_per_s"] * row["gflop_per_text"] / (bl.REF_INT8_GOPS * row["threads"]),
+            }
+    cols = ["model", "threads", "input", "batch", "tokens", "torch", "ort-fp32", "ort-int8"]
+    cols += ["int8_p50", "int8_p99", "x", "pct", "pct_ref"]
+    heads = ["model", "thr", "input", "batch", "tokens", "PyTorch FP32 texts/s", "ORT FP32 texts/s"]
+    heads += ["ORT INT8 texts/s", "INT8 p50 ms", "INT8 p99 ms", "INT8 / PyTorch", "INT8 % of in-run ceiling"]
+    heads += [f"INT8 % of idle ceiling ({bl.REF_INT8_GOPS:.0f} GOP/s/core)"]
+    out = [bl.md_table(list(cells.values()), cols, heads)]
+    s = r.get("summary", {})
+    if "int8_vs_torch_median" in s:
+        out.append(
+            f"INT8 / PyTorch FP32 texts/s: median {bl.fmt(s['int8_vs_torch_median'])}x "
+            f"(min {bl.fmt(s['int8_vs_torch_min'])}x, max {bl.fmt(s['int8_vs_torch_max'])}x) over "
+            f"{len(s.get('int8_vs_torch', []))} cells; aim >= 4x."
+        )
+    return out
+
+
+def server_block(r: dict[str, Any]) -> list[str]:
+    rows = []
+    for name in r.get("servers", {}):
+        sat = r.get("summary", {}).get("saturation", {}).get(name, {})
+        for shape, best in sorted(sat.items()):
+            rows.append({"server": name, "shape": shape} | best)
+    cols = ["server", "shape", "concurrency", "req_per_s", "texts_per_s", "p50_ms", "p99_ms", "errors"]
+    heads = ["server", "request", "best concurrency", "req/s", "texts/s", "p50 ms", "p99 ms", "errors"]
+    out = ["Each server at its best concurrency (of " + _levels(r) + "):", "", bl.md_table(rows, cols, heads)]
+    aims = r.get("summary", {}).get("aims")
+    if aims:
+        out += ["", bl.md_table(aims, ["aim", "value", "target", "met"], ["aim", "measured", "aim", "met"])]
+    for name, why in r.get("failures", {}).items():
+        out += ["", f"{name} could not run: {why}"]
+    return out
+
+
+def _levels(r: dict[str, Any]) -> str:
+    servers = r.get("servers", {})
+    levels = sorted({run["concurrency"] for n, d in servers.items() if "bare" not in n for run in d.get("runs", [])})
+    return ", ".join(map(str, levels)) or "?"
+
+
+def generic_block(r: dict[str, Any]) -> list[str]:
+    return ["(see the full table)"]
+
+
+def profile_block(r: dict[str, Any]) -> list[str]:
+    cols = ["model", "input", "mean_tokens", "total ms", "tokenize %", "model (session.run) %", "rest %"]
+    heads = ["model", "input", "tokens", "ms per request", "tokenize %", "ORT session.run %", "rest %"]
+    out = ["Stages of a request in the predictor (1 thread):", "", bl.md_table(r.get("stages", []), cols, heads)]
+    spies = r.get("py_spy", {})
+    if spies:
+        cats = sorted({c for d in spies.values() for c in d.get("share_pct", {})})
+        rows = [{"server": n} | d.get("share_pct", {}) for n, d in spies.items()]
+        out += ["", "py-spy, % of busy worker samples under load:", "", bl.md_table(rows, ["server", *cats])]
+    return out
+
+
+BLOCKS = {"peak": peak_block, "engine": engine_block, "server": server_block, "profile": profile_block}
+
+
+def kind_of(r: dict[str, Any]) -> str:
+    """Which script wrote a result, from its shape (names are free: ``--name`` may be anything)."""
+    if "servers" in r:
+        return "server"
+    if "peak" in r and any("runtime" in row for row in r.get("rows", [])):
+        return "engine"
+    if "peaks_gops" in r:
+        return "peak"
+    if "stages" in r:
+        return "profile"
+    return str(r.get("benchmark", "other"))
+
+
+def render(results_dir: Path) -> str:
+    found = []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            r = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"skipping {path}: {exc}", file=sys.stderr)
+            continue
+        if not isinstance(r, dict) or "command" not in r:
+            continue
+        found.append((kind_of(r), path, r))
+    rank = {k: i for i, k in enumerate(ORDER)}
+    found.sort(key=lambda x: (rank.get(x[0], len(ORDER)), x[1].name))
+    out = [
+        "<!-- generated by bench/make_readme_table.py from bench/results/*.json: do not edit by hand -->",
+        "",
+    ]
+    if not found:
+        return "\n".join([*out, f"No results in {results_dir} yet: run `make bench`.", ""])
+    for kind, path, r in found:
+        out += [f"### {r.get('benchmark', path.stem)}", "", provenance(r, path.with_suffix(".md").name), ""]
+        out += [*BLOCKS.get(kind, generic_block)(r), ""]
+    return "\n".join(out)
+
+
+def splice(readme: str, table: str) -> str | None:
+    """README text with ``table`` between the markers, or None when the markers are not both there in order."""
+    i, j = readme.find(START), readme.find(END)
+    if i < 0 or j < 0 or j < i:
+        return None
+    return readme[: i + len(START)] + "\n" + table.rstrip() + "\n" + readme[j:]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=bl.RESULTS_DIR)
+    ap.add_argument("--readme", type=Path, default=bl.REPO / "README.md")
+    args = ap.parse_args()
+    table = render(args.results)
+    readme = args.readme.read_text(encoding="utf-8") if args.readme.is_file() else ""
+    new = splice(readme, table)
+    if new is None:
+        out = args.results / "README-table.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table)
+        print(table)
+        print(f"{args.readme} has no {START} ... {END} markers: left it alone; wrote {out}")
+        return
+    if new != readme:
+        args.readme.write_text(new, encoding="utf-8")
+    print(f"updated the table between the markers in {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
