@@ -1,17 +1,20 @@
-"""Keeps bench/engine.py from rotting: the whole benchmark at minimal size on a tiny random BERT.
+"""Keeps the benchmarks from rotting: bench/engine.py, bench/server_load.py (with the seed-style peer)
+and bench/make_readme_table.py at minimal size on a tiny random BERT.
 
 No timing is asserted (performance claims live in bench/results, produced by bench/run_all.sh);
-only that the script runs end to end through the product's exporter and predictor and writes a
-well-formed result.
+only that the scripts run end to end through the product's exporter, predictor and server and write
+well-formed results.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers.tiny_model import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,3 +54,69 @@ def test_engine_benchmark_runs_at_minimal_size(tmp_path: Path) -> None:
     assert all(r["mean_tokens"] == 128 for r in rows if r["input"] == "pad128")
     assert {g["graph"] for g in result["peak"]["rows"]} == {"fp32", "int8_dynamic", "int8_kernel"}
     assert "| model |" in (out / "engine-smoke.md").read_text()
+
+
+def _have_nginx() -> bool:
+    return bool(shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin"))
+
+
+@pytest.mark.skipif(not _have_nginx(), reason="textclf serve needs nginx (apt-get install nginx-light)")
+def test_server_benchmark_and_readme_table_at_minimal_size(tmp_path: Path) -> None:
+    """bench/server_load.py against the real stack (nginx -> gunicorn -> Flask), the bare predictor and
+    the seed-style Flask+PyTorch peer on a tiny model, then bench/make_readme_table.py over its result."""
+    hf_dir = make_tiny_model(tmp_path / "tiny-hf")
+    out = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        str(REPO / "bench" / "server_load.py"),
+        "--servers=textclf,bare,seed",
+        "--concurrency=2",
+        "--shapes=single,batch2",
+        "--workers=1",
+        "--max-requests=12",
+        "--seconds=1",
+        "--texts=builtin",
+        f"--hf-dir={hf_dir}",
+        f"--work-dir={tmp_path / 'work'}",
+        f"--out-dir={out}",
+        "--name=server-smoke",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+
+    result = json.loads((out / "server-smoke.json").read_text())
+    assert "server_load.py" in result["command"] and result["date"] and result["machine"]["cpus"] >= 1
+    assert len(result["loadavg_start"]) == 3 and len(result["loadavg_end"]) == 3
+    assert result["failures"] == {}, result["failures"]
+    assert set(result["servers"]) == {"textclf", "bare", "seed"}
+    for name in ("textclf", "seed"):
+        runs = result["servers"][name]["runs"]
+        assert {(r["shape"], r["concurrency"]) for r in runs} == {("single", 2), ("batch2", 2)}
+        for r in runs:
+            assert r["completed"] > 0 and r["errors"] == 0 and r["p99_ms"] >= r["p50_ms"] > 0
+        startup = result["servers"][name]["startup"]
+        assert 0 < startup["first_ping_s"] <= startup["first_prediction_s"]
+        roles = {p["role"] for p in result["servers"][name]["processes"]["after_load"]}
+        assert "gunicorn worker" in roles
+    assert all(r["req_per_s"] > 0 for r in result["servers"]["bare"]["runs"])
+    assert {"textclf/bare single", "textclf/seed single (saturation throughput)"} <= set(result["summary"]["ratios"])
+    assert "| server |" in (out / "server-smoke.md").read_text()
+
+    # the README table: only the text between the markers changes
+    readme = tmp_path / "README.md"
+    before, after = "# title\n\nintro\n<!-- bench:start -->\n", "<!-- bench:end -->\n\nmore text\n"
+    readme.write_text(before + "old table\n" + after)
+    table = [sys.executable, str(REPO / "bench" / "make_readme_table.py"), f"--results={out}"]
+    proc = subprocess.run([*table, f"--readme={readme}"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = readme.read_text()
+    assert text.startswith(before) and text.endswith(after) and "old table" not in text
+    assert "server_load.py" in text and "| server |" in text
+
+    # no markers: README untouched, the table goes to stdout and README-table.md
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("# no markers here\n")
+    proc = subprocess.run([*table, f"--readme={plain}"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert plain.read_text() == "# no markers here\n"
+    assert "| server |" in proc.stdout and "| server |" in (out / "README-table.md").read_text()
