@@ -5,7 +5,8 @@
 #
 # The sizes below are what fits in about an hour on 2 shared cores (request counts and time budgets
 # are bounded; every result file says how many calls each figure rests on). BENCH_SCALE=2 doubles
-# the time budgets and request counts; BENCH_ONLY="peak engine server" picks steps.
+# the time budgets and request counts; BENCH_ONLY picks steps: peak, engine (or engine-minilm,
+# engine-distilbert, engine-bert-base), server, profile.
 #
 # Heavy steps take an exclusive flock on /tmp/textclf-heavy.lock so that two benchmark runs in one
 # checkout do not measure each other.
@@ -14,7 +15,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PY="${PYTHON:-.venv/bin/python}"
 SCALE="${BENCH_SCALE:-1}"
-ONLY="${BENCH_ONLY:-peak engine server profile}"
+ONLY=" ${BENCH_ONLY:-peak engine server profile} "
+ONLY="${ONLY/ engine / engine-minilm engine-distilbert engine-bert-base }"
 LOCK=/tmp/textclf-heavy.lock
 PEER_VENV="${TEXTCLF_PEER_VENV:-bench/.work/.venv-peer}"
 export TEXTCLF_PEER_VENV="${PEER_VENV}"
@@ -33,14 +35,19 @@ if want peak; then
     heavy "${PY}" bench/peak.py --threads 1,2 --max-seconds "$(s 3)"
 fi
 
-if want engine; then
-    # Real MiniLM-L6, then DistilBERT- and BERT-base-shaped random models; 1 and 2 threads; SST-2 dev,
-    # IMDB test subset (cut at 256 tokens) with dynamic padding, and SST-2 padded to 128; batch 1 and
-    # batched. Bigger models get fewer distinct calls (a BERT-base IMDB batch takes seconds in PyTorch).
+# Real MiniLM-L6, then DistilBERT- and BERT-base-shaped random models; 1 and 2 threads; SST-2 dev, IMDB
+# test subset (cut at 256 tokens) with dynamic padding, and SST-2 padded to 128; batch 1 and batched.
+# Bigger models get fewer distinct calls and BERT-base a batch of 4: one BERT-base IMDB batch of 8 takes
+# seconds in PyTorch on this machine, and each cell runs every call in all three runtimes.
+if want engine-minilm; then
     heavy "${PY}" bench/engine.py --models minilm --batches 1,8 --calls "$(s 16)" --seconds "$(s 3)" \
         --name engine-minilm
-    heavy "${PY}" bench/engine.py --models distilbert --batches 1,8 --calls "$(s 8)" --seconds "$(s 2)" \
+fi
+if want engine-distilbert; then
+    heavy "${PY}" bench/engine.py --models distilbert --batches 1,8 --calls "$(s 6)" --seconds "$(s 2)" \
         --name engine-distilbert
+fi
+if want engine-bert-base; then
     heavy "${PY}" bench/engine.py --models bert-base --batches 1,4 --calls "$(s 4)" --seconds "$(s 2)" \
         --name engine-bert-base
 fi
