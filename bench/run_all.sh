@@ -68,9 +68,9 @@ if want profile; then
     # predictor, and py-spy samples of the gunicorn workers under load (py-spy in its own venv).
     if [[ ! -x bench/.work/.venv-tools/bin/py-spy ]]; then
         { python3 -m venv bench/.work/.venv-tools && bench/.work/.venv-tools/bin/pip install -q py-spy==0.4.3; } ||
-            echo "run_all: py-spy did not install; profile.py records only the stage timings" >&2
+            echo "run_all: py-spy did not install; hotspots.py records only the stage timings" >&2
     fi
-    heavy "${PY}" bench/profile.py --servers textclf,distilbert,seed --concurrency 16 --seconds "$(s 10)" \
+    heavy "${PY}" bench/hotspots.py --servers textclf,distilbert,seed --concurrency 16 --seconds "$(s 10)" \
         --stage-requests "$(s 200)"
 fi
 

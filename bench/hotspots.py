@@ -11,7 +11,7 @@ What the speed aims are limited by, measured two ways in one run:
   (the model, tokenizing, JSON codecs, request log, Flask/werkzeug, gunicorn, ...). Samples of
   threads waiting for work are not counted (py-spy without ``--idle``).
 
-    .venv/bin/python bench/profile.py [--py-spy PATH] [--seconds 10]
+    .venv/bin/python bench/hotspots.py [--py-spy PATH] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work-dir", type=Path, default=bl.WORK_DIR)
     ap.add_argument("--out-dir", type=Path, default=bl.RESULTS_DIR)
-    ap.add_argument("--name", default="profile")
+    ap.add_argument("--name", default="hotspots")
     args = ap.parse_args()
     run = bl.Run(args.name)
     work = args.work_dir / "server"
