@@ -5,6 +5,8 @@ What the speed aims are limited by, measured two ways in one run:
 - **stages** (in-process, 1 ORT thread, the same code path as ``Classifier.predict``): tokenize
   (``TextEncoder.encode``), pad, ``InferenceSession.run`` (the model), and the rest (softmax,
   sorting, building the answer), per request, for each model and request shape;
+- **ORT operators**: ONNX Runtime's own profiler, % of kernel time per operator type (INT8
+  matmuls, activation quantization, FP32 matmuls, the rest), INT8 against FP32 on the same inputs;
 - **py-spy** (``bench/.work/.venv-tools/bin/py-spy``, if installed: ``pip install py-spy`` into any
   venv and pass ``--py-spy``): each gunicorn worker of a server is sampled at 100 Hz while ``wrk``
   keeps it saturated; every sample is charged to the innermost frame that falls in a category
@@ -87,6 +89,56 @@ def stages(model_dir: Path, requests: list[list[str]], n: int) -> dict[str, Any]
         if k != "total":
             row[f"{k} %"] = 100 * sum(v) / total
     return row
+
+
+# -- ORT operators ---------------------------------------------------------------------------------
+OP_GROUPS = {
+    "MatMulInteger": "INT8 matmul",
+    "DynamicQuantizeMatMul": "INT8 matmul",
+    "MatMulIntegerToFloat": "INT8 matmul",
+    "QAttention": "INT8 matmul",
+    "DynamicQuantizeLinear": "quantize activations",
+    "MatMul": "FP32 matmul (attention scores/context, or unquantized)",
+    "FusedMatMul": "FP32 matmul (attention scores/context, or unquantized)",
+    "Gemm": "FP32 matmul (attention scores/context, or unquantized)",
+}
+
+
+def ort_ops(model_dir: Path, requests: list[list[str]], n: int, tmp: Path) -> dict[str, Any]:
+    """ONNX Runtime's own profile (one thread) over ``n`` requests: % of kernel time per operator type,
+    and grouped (INT8 matmuls, activation quantization, FP32 matmuls, everything else)."""
+    import json
+
+    import onnxruntime as ort
+
+    from textclf.encoding import TextEncoder
+
+    enc = TextEncoder.from_dir(model_dir, 128, "head")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp / "ort")
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    for i in range(n):
+        arrays = enc.pad(enc.encode(requests[i % len(requests)]))
+        sess.run(None, {k: arrays[k] for k in names})
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    by_op: Counter = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+            by_op[e.get("args", {}).get("op_name", "?")] += int(e.get("dur", 0))
+    total = sum(by_op.values()) or 1
+    groups: Counter = Counter()
+    for op, us in by_op.items():
+        groups[OP_GROUPS.get(op, "other ops (LayerNorm, Softmax, GELU, Add, Gather, ...)")] += us
+    return {
+        "requests": n,
+        "ops_pct": {k: round(100 * v / total, 1) for k, v in by_op.most_common(12)},
+        "groups_pct": {k: round(100 * v / total, 1) for k, v in groups.most_common()},
+    }
 
 
 # -- py-spy ----------------------------------------------------------------------------------------
@@ -181,6 +233,22 @@ def main() -> None:
         stage_rows.append(row)
         print(f"stages {model} {shape}: " + ", ".join(f"{k} {bl.fmt(v)}" for k, v in row.items() if "%" in k))
 
+    op_rows = []
+    int8_256 = bl.export_dir(hf_dir, "int8", args.work_dir, 256)
+    fp32_256 = bl.export_dir(hf_dir, "fp32", args.work_dir, 256)
+    op_inputs = [
+        ("minilm-int8", "sst2 single", int8_256, inputs[("minilm-int8", "sst2 single")][1]),
+        ("minilm-fp32", "sst2 single", fp32_256, inputs[("minilm-int8", "sst2 single")][1]),
+        ("minilm-int8", "imdb128 single", int8_256, dshapes["imdb128-single"]),
+        ("minilm-fp32", "imdb128 single", fp32_256, dshapes["imdb128-single"]),
+        ("distilbert-int8", "imdb128 single", dmodel, dshapes["imdb128-single"]),
+    ]
+    for model, shape, mdir, reqs in op_inputs:
+        with tempfile.TemporaryDirectory() as tmp:
+            ops = ort_ops(mdir, reqs, max(10, args.stage_requests // 4), Path(tmp))
+        op_rows.append({"model": model, "input": shape} | ops)
+        print(f"ORT ops {model} {shape}: {ops['groups_pct']}", flush=True)
+
     spies: dict[str, Any] = {}
     failures: dict[str, str] = {}
     if not args.py_spy.is_file():
@@ -215,6 +283,10 @@ def main() -> None:
     cols = ["model", "input", "mean_tokens", "tokenize ms", "pad ms", "model (session.run) ms", "rest ms"]
     cols += ["total ms", "tokenize %", "pad %", "model (session.run) %", "rest %"]
     table += bl.md_table(stage_rows, cols)
+    groups = list(dict.fromkeys([*OP_GROUPS.values(), "other ops (LayerNorm, Softmax, GELU, Add, Gather, ...)"]))
+    table += "\n\nONNX Runtime's profile, % of kernel time (1 thread):\n\n" + bl.md_table(
+        [{"model": r["model"], "input": r["input"]} | r["groups_pct"] for r in op_rows], ["model", "input", *groups]
+    )
     if spies:
         cats = [c for c, _ in CATEGORIES] + ["other"]
         rows = [
@@ -225,7 +297,8 @@ def main() -> None:
         table += bl.md_table(rows, ["server", "req/s", "samples", *cats])
     notes = [f"{k}: {v}" for k, v in failures.items()]
     notes.append(f"model: {hf_dir} ({hf_what}); DistilBERT-shaped random weights for the distilbert rows.")
-    run.finish({"stages": stage_rows, "py_spy": spies, "failures": failures}, table, notes, args.out_dir)
+    results = {"stages": stage_rows, "ort_ops": op_rows, "py_spy": spies, "failures": failures}
+    run.finish(results, table, notes, args.out_dir)
 
 
 if __name__ == "__main__":
