@@ -52,6 +52,9 @@ _ALIASES = {
 _NATURAL = {JSON: JSON, JSONLINES: JSONLINES, CSV: CSV, TEXT: JSONLINES}
 _UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _CONTENT_TYPES = {JSON: "application/json", JSONLINES: "application/jsonlines", CSV: "text/csv; charset=utf-8"}
+# A CSV field may be as long as a text in any other format (the body limit bounds it), not the csv
+# module's default 128 KiB, which turned a long CSV text into an error. The limit is process-wide.
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
 
 Result = list[dict[str, Any]]  # one input's [{"label", "score"}, ...]
 
@@ -156,6 +159,13 @@ def _check_text(value: Any, where: str) -> str:
         raise RequestError(f"{where} must be a string, got {_kind(value)}")
     if not value.strip():
         raise RequestError(f"{where} is empty: every text must contain something to classify")
+    try:  # JSON's \ud800 escapes decode to lone surrogates, which no tokenizer or encoder takes
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestError(
+            f"{where} holds an unpaired surrogate \\u{ord(value[exc.start]):04x} at character {exc.start}: "
+            "texts must be valid Unicode"
+        ) from None
     return value
 
 
@@ -194,11 +204,22 @@ def _items(items: Sequence[tuple[str, str | None]], where: str) -> tuple[list[st
     return texts, [p for _, p in items if p is not None]
 
 
-def _decode_json(text: str) -> Inputs:
+def _load_json(text: str, where: str = "") -> Any:
+    """``json.loads`` whose every failure is a 400: malformed JSON, nesting deeper than Python's
+    recursion limit (``[[[[...]]]]``), an integer of more digits than ``int`` converts."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RequestError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        at = f"column {exc.colno}" if where else f"line {exc.lineno} column {exc.colno}"
+        raise RequestError(f"{where}malformed JSON: {exc.msg} at {at}") from None
+    except RecursionError:
+        raise RequestError(f"{where}the JSON is nested too deeply: send a flat list of texts") from None
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise RequestError(f"{where}JSON value out of range: {str(exc).split(';')[0]}") from None
+
+
+def _decode_json(text: str) -> Inputs:
+    data = _load_json(text)
     parameters: Any = {}
     if isinstance(data, dict):
         if "inputs" not in data:
@@ -248,10 +269,7 @@ def _decode_jsonlines(text: str) -> Inputs:
     items = []
     for number, line in enumerate(_lines(text, "JSON Lines"), 1):
         where = f"line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RequestError(f"{where}: malformed JSON: {exc.msg} at column {exc.colno}") from None
+        record = _load_json(line, f"{where}: ")
         if isinstance(record, dict):
             if "parameters" in record:
                 raise RequestError(
@@ -277,7 +295,10 @@ def _decode_jsonlines(text: str) -> Inputs:
 
 
 def _decode_csv(text: str) -> Inputs:
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise RequestError(f"malformed CSV: {exc}") from None
     while rows and not any(cell.strip() for cell in rows[-1]):
         rows.pop()
     if not rows:
