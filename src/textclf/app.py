@@ -11,23 +11,27 @@ described in ``textclf.codecs``, parameters and rules in ``textclf.service`` and
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from textclf import codecs
-from textclf.errors import ConfigError, RequestError
+from textclf.errors import ConfigError, RequestError, UserError
 from textclf.request_log import RequestLog
 from textclf.rules import DeclarativeRules, RuleSet
 from textclf.service import InferenceService, format_custom_attributes, parse_custom_attributes
 from textclf.serving_settings import ServingSettings
 
+FAILURE_FILE_ENV = "TEXTCLF_WORKER_FAILURE_FILE"  # set by textclf.server
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 REQUEST_ID = "X-Request-Id"
 ROUTES = "GET /ping, POST /invocations and GET /execution-parameters"
@@ -64,16 +68,23 @@ def create_app(settings: ServingSettings | None = None, *, model: Any = None, ru
         default_accept = codecs.response_type(settings.default_accept) if settings.default_accept else ""
     except ValueError as exc:
         raise ConfigError(f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: {exc}") from None
-    if model is None:
-        from textclf.predictor import Classifier  # imports onnxruntime: only where a model is served
+    try:
+        if model is None:
+            from textclf.predictor import Classifier  # imports onnxruntime: only where a model is served
 
-        model = Classifier.load(
-            settings.model_dir, threads=settings.intra_op_threads, verify=True, cache_size=settings.cache_size
-        )
-    manifest = model.manifest
-    if rules is None:
-        declarative = DeclarativeRules(settings.min_confidence, settings.uncertain_label, settings.label_map)
-        rules = RuleSet.load(settings.model_dir, manifest.labels, settings.rules, declarative)
+            model = Classifier.load(
+                settings.model_dir, threads=settings.intra_op_threads, verify=True, cache_size=settings.cache_size
+            )
+        manifest = model.manifest
+        if rules is None:
+            declarative = DeclarativeRules(settings.min_confidence, settings.uncertain_label, settings.label_map)
+            rules = RuleSet.load(settings.model_dir, manifest.labels, settings.rules, declarative)
+    except UserError as exc:  # serve stops with this line (gunicorn halts when a worker cannot boot)
+        failure_file = os.environ.get(FAILURE_FILE_ENV, "")
+        if failure_file:
+            with contextlib.suppress(OSError):
+                Path(failure_file).write_text(str(exc), encoding="utf-8")
+        raise
     service = InferenceService(
         model,
         rules,
@@ -91,6 +102,7 @@ def create_app(settings: ServingSettings | None = None, *, model: Any = None, ru
     )
 
     app = Flask(__name__)
+    app.debug = False  # never, whatever FLASK_DEBUG says: no debugger, no tracebacks in answers
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes  # nginx enforces it first
     app.extensions["textclf"] = service
 

@@ -13,7 +13,8 @@ Order of events:
    fork), then nginx. Both stay in this process group, so whoever kills the group kills them all.
 4. Supervise: if either exits, stop the other and exit non-zero.
 5. On SIGTERM (SageMaker sends SIGKILL 30 s later): nginx gets SIGQUIT, stops accepting and
-   finishes its in-flight requests; then gunicorn gets SIGTERM, with nothing left to serve.
+   finishes its in-flight requests (after accepting for 1 s more what the kernel already queued);
+   then gunicorn gets SIGTERM, with nothing left to serve.
    Exit 0 when both stopped cleanly. A second SIGTERM/SIGINT hurries both.
 """
 
@@ -44,8 +45,14 @@ from textclf.serving_settings import ServingSettings
 
 STOP_DEADLINE_S = 28.0  # SageMaker sends SIGKILL 30 s after SIGTERM
 NGINX_DRAIN_S = 25.0  # matches worker_shutdown_timeout in nginx.conf
+# Connections the kernel has completed but nginx has not accept()ed yet sit in the listen backlog; a
+# listener closed at once resets them, and their requests, already sent, are lost. So nginx keeps
+# accepting this long after SIGTERM before it closes the listener (measured: 4 of 16 requests sent
+# just before SIGTERM were reset without it).
+ACCEPT_GRACE_S = 1.0
 GUNICORN_GRACEFUL_S = 20  # gunicorn's --graceful-timeout: under 30 s
 POLL_S = 0.2
+FAILURE_FILE_ENV = "TEXTCLF_WORKER_FAILURE_FILE"  # where a worker that cannot load the app says why
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 log = logging.getLogger("textclf.server")
 
@@ -89,6 +96,8 @@ def render_nginx_conf(template: str, settings: ServingSettings, run_dir: Path, s
         "port": str(settings.port),
         "max_body_mb": str(settings.max_payload_mb),
         "timeout_s": str(settings.timeout_s),
+        "client_header_timeout_s": str(settings.client_header_timeout_s),
+        "client_body_timeout_s": str(settings.client_body_timeout_s),
     }
 
     def fill(match: re.Match[str]) -> str:
@@ -184,6 +193,7 @@ class Supervisor:
         env = dict(os.environ)
         env.update(self.settings.worker_env())
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env[FAILURE_FILE_ENV] = str(self.run_dir / "worker-failure.txt")
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # numpy must not oversubscribe
             env.setdefault(var, str(self.settings.intra_op_threads))
         self.procs["gunicorn"] = subprocess.Popen(gunicorn_command(self.settings, self.socket, self.run_dir), env=env)
@@ -200,6 +210,13 @@ class Supervisor:
                 for name, proc in self.procs.items():
                     code = proc.poll()
                     if code is not None:
+                        reason = self._worker_failure()
+                        if name == "gunicorn" and reason:
+                            # gunicorn halts when a worker cannot boot: a model that passed the hash
+                            # check but that ONNX Runtime cannot load, say. Same answer as check().
+                            print(f"textclf serve: cannot start: {reason}", file=sys.stderr, flush=True)
+                            self._stop_all(time.monotonic() + 10.0)
+                            return 2
                         log.error("%s exited unexpectedly (status %s): stopping serve", name, code)
                         self._stop_all(time.monotonic() + 10.0)
                         return 1
@@ -208,11 +225,19 @@ class Supervisor:
         finally:
             self._kill_leftovers()
 
+    def _worker_failure(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.run_dir / "worker-failure.txt").read_text(encoding="utf-8").strip()
+        return ""
+
     def _graceful_stop(self) -> int:
         started = self.stop_started or time.monotonic()
         deadline = started + STOP_DEADLINE_S
         log.info("stopping: nginx finishes in-flight requests, then gunicorn stops")
         nginx, gunicorn = self.procs.get("nginx"), self.procs.get("gunicorn")
+        grace_until = started + ACCEPT_GRACE_S
+        while not self.hurry and time.monotonic() < grace_until:
+            time.sleep(0.05)
         self._signal(nginx, signal.SIGQUIT)  # graceful: close the listener, finish active requests
         self._wait(nginx, min(deadline - 2.0, started + NGINX_DRAIN_S + 1.0), hurry_signal=signal.SIGTERM)
         self._signal(gunicorn, signal.SIGTERM)  # graceful: workers finish what they hold
@@ -251,11 +276,36 @@ class Supervisor:
                 proc.send_signal(signum)
 
     def _kill_leftovers(self) -> None:
-        """Whatever is still running when ``run`` returns (an exception, a stop that timed out)."""
+        """Whatever is still running when ``run`` returns (an exception, a stop that timed out), and
+        the orphans of a master that died: an nginx worker outlives a killed nginx master and keeps
+        the port open; gunicorn workers outlive their master for a moment."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 self._signal(proc, signal.SIGKILL)
                 proc.wait()
+        for pid in orphans_in_process_group():
+            log.warning("killing pid %s, left behind in serve's process group", pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def orphans_in_process_group() -> list[int]:
+    """Other processes of this process group, when ``serve`` leads it (as PID 1 of a container, or
+    started in its own session); empty otherwise: the group is then someone else's."""
+    me, group = os.getpid(), os.getpgrp()
+    if group != me:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 def main() -> int:

@@ -30,6 +30,8 @@ REALTIME_TIMEOUT_S = 60  # a real-time endpoint answers within 60 s or the clien
 BATCH_TIMEOUT_S = 3600  # ModelClientConfig.InvocationsTimeoutInSeconds can be set up to 3600
 REALTIME_MAX_BATCH = 2048  # texts per real-time request; Batch Transform: unlimited (payload bounds it)
 DEFAULT_WORKER_THREADS = 4
+CLIENT_HEADER_TIMEOUT_S = 10  # nginx: a client that sends its headers slower than this is dropped
+CLIENT_BODY_TIMEOUT_S = 30  # nginx: the longest pause between two reads of a request body
 DEFAULT_UNCERTAIN_LABEL = "uncertain"
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -148,6 +150,8 @@ class ServingSettings:
     intra_op_threads: int = 1
     worker_threads: int = DEFAULT_WORKER_THREADS
     timeout_s: int = REALTIME_TIMEOUT_S
+    client_header_timeout_s: int = CLIENT_HEADER_TIMEOUT_S
+    client_body_timeout_s: int = CLIENT_BODY_TIMEOUT_S
     max_batch: int = REALTIME_MAX_BATCH  # 0: no limit
     batch_size: int = 32
     cache_size: int = 0
@@ -191,6 +195,8 @@ class ServingSettings:
             intra_op_threads=threads,
             worker_threads=_int(env, ("TEXTCLF_WORKER_THREADS",), DEFAULT_WORKER_THREADS, 1, 64),
             timeout_s=timeout,
+            client_header_timeout_s=_int(env, ("TEXTCLF_CLIENT_HEADER_TIMEOUT",), CLIENT_HEADER_TIMEOUT_S, 1, 300),
+            client_body_timeout_s=_int(env, ("TEXTCLF_CLIENT_BODY_TIMEOUT",), CLIENT_BODY_TIMEOUT_S, 1, 300),
             max_batch=_int(env, ("TEXTCLF_MAX_BATCH",), 0 if batch else REALTIME_MAX_BATCH, 0),
             batch_size=_int(env, ("TEXTCLF_BATCH_SIZE",), 32, 1, 4096),
             cache_size=_int(env, ("TEXTCLF_CACHE_SIZE",), 0, 0),
