@@ -9,11 +9,15 @@ A checkpoint is a directory ``step-00000123`` holding::
     rng.pt               python / numpy / torch (and CUDA) RNG states, as lists and tensors
     trainer_state.json   data position (epoch, step in epoch), history, best so far, the label map,
                          and the run identity it may be resumed under
+    checksums.json       sha256 and size of every file above, written last
 
-It is written into a hidden temporary directory and renamed into place, so a crash or a full disk
-mid-write leaves the previous checkpoint whole. The best weights so far live beside the
-checkpoints as ``best-step-N.safetensors`` named by the pointer file ``best.json`` (replaced
-atomically), so a resumed run still exports the best model it saw.
+It is written into a hidden temporary directory, fsynced and renamed into place, so a crash or a
+full disk mid-write leaves the previous checkpoint whole (a write error names the free space left).
+Resuming verifies the checksums first: a damaged newest checkpoint (a copy cut short, a bad sync
+from S3) is reported and the previous one is used; when none verifies, the job fails and says so.
+
+The best weights so far live beside the checkpoints as ``best-step-N.safetensors`` named by the
+pointer file ``best.json`` (replaced atomically), so a resumed run still exports the best model it saw.
 """
 
 from __future__ import annotations
@@ -29,15 +33,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from textclf.artifact import atomic_write_text
+from textclf.artifact import atomic_write_text, sha256_file
 from textclf.errors import UserError
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
 TMP_PREFIX = ".tmp-"
 BEST_POINTER = "best.json"
 STATE_FILE = "trainer_state.json"
+CHECKSUMS_FILE = "checksums.json"
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng.pt", STATE_FILE)
+# What a failed write raises: OSError from Python, SafetensorError from safetensors' Rust writer,
+# RuntimeError from torch.save's zip writer (which says "unexpected pos", not "disk full").
+WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
 
 
 class CheckpointError(UserError):
@@ -124,6 +134,32 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _free_space(directory: Path) -> str:
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return "free space unknown"
+    size = f"{free / 2**20:.1f} MiB" if free >= 2**20 else f"{free / 1024:.0f} KiB"
+    return f"the file system is full ({size} free)" if free < 2**20 else f"{size} free there"
+
+
+def write_error(what: str, directory: Path, exc: BaseException) -> str:
+    """One line for a failed write: what, where, the error, and the free space (the usual cause)."""
+    return f"cannot write {what} to {directory}: {_first_error(exc)}; {_free_space(directory)}"
+
+
+def _first_error(exc: BaseException) -> str:
+    """The gist of a write error: the OS's words where there are some, else the first line, kept short."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        first = exc.args[0][0]  # copytree collects (src, dst, why) for every file it could not copy
+        detail = str(first[2]) if isinstance(first, tuple) and len(first) == 3 else str(first)
+    elif isinstance(exc, OSError) and exc.strerror:
+        detail = exc.strerror
+    else:
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return detail if len(detail) <= 300 else detail[:300] + "..."
+
+
 def _fsync_files(directory: Path) -> None:
     for p in directory.iterdir():
         with p.open("rb") as fh:
@@ -154,17 +190,20 @@ def save(
         torch.save(scaler.state_dict(), tmp / "scaler.pt")
         torch.save(rng_state(), tmp / "rng.pt")
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1) + "\n", encoding="utf-8")
+        sums = {
+            name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in CHECKPOINT_FILES
+        }
+        (tmp / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1) + "\n", encoding="utf-8")
         _fsync_files(tmp)
         if final.exists():  # the same step saved twice (epoch end after a periodic save)
             shutil.rmtree(final)
         tmp.rename(final)
         _fsync_dir(directory)
-    except OSError as exc:
+    except WRITE_ERRORS as exc:
+        reason = write_error(f"checkpoint {final.name}", directory, exc)  # before the partial files go
         shutil.rmtree(tmp, ignore_errors=True)
-        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-        raise CheckpointError(
-            f"cannot write checkpoint {final.name} to {directory}: {exc.strerror or exc}; {kept}"
-        ) from exc
+        kept = f"the previous checkpoint {previous.name} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(f"{reason}; {kept}") from exc
     for old in list_checkpoints(directory)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -181,9 +220,12 @@ def save_best(directory: Path, model: torch.nn.Module, record: dict[str, Any]) -
             os.fsync(fh.fileno())
         tmp.replace(directory / name)
         atomic_write_text(directory / BEST_POINTER, json.dumps({"file": name, **record}, indent=1) + "\n")
-    except OSError as exc:
+    except WRITE_ERRORS as exc:
+        reason = write_error("the best weights", directory, exc)
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write the best weights to {directory}: {exc.strerror or exc}") from exc
+        previous = latest(directory)
+        kept = f"the checkpoint {previous.name} is intact" if previous else "no checkpoint was written yet"
+        raise CheckpointError(f"{reason}; {kept}") from exc
     for old in directory.glob("best-step-*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -211,6 +253,45 @@ def load_best(directory: Path, model: torch.nn.Module) -> dict[str, Any] | None:
 
 def _load_pt(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def verify(checkpoint: Path) -> None:
+    """Raise ``CheckpointError`` unless every file of ``checkpoint`` is there with its recorded sha256."""
+    sums_file = checkpoint / CHECKSUMS_FILE
+    if not sums_file.is_file():
+        raise CheckpointError(f"checkpoint {checkpoint} has no {CHECKSUMS_FILE}")
+    try:
+        sums = json.loads(sums_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {checkpoint}: unreadable {CHECKSUMS_FILE}: {exc}") from None
+    for name in CHECKPOINT_FILES:
+        path, expected = checkpoint / name, sums.get(name, {})
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {checkpoint} lacks {name}")
+        if path.stat().st_size != expected.get("bytes") or sha256_file(path) != expected.get("sha256"):
+            raise CheckpointError(f"checkpoint {checkpoint}: {name} does not match its recorded sha256")
+
+
+def latest_verified(directory: Path, say: Any = print) -> Path | None:
+    """The newest checkpoint whose files verify; damaged newer ones are named and skipped.
+
+    None when there is no checkpoint at all; ``CheckpointError`` when there are some but none verifies.
+    """
+    found = list_checkpoints(directory)
+    problems = []
+    for checkpoint in reversed(found):
+        try:
+            verify(checkpoint)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            say(f"checkpoint {checkpoint.name} is damaged ({exc}); trying the previous one")
+            continue
+        return checkpoint
+    if found:
+        raise CheckpointError(
+            f"no usable checkpoint in {directory}: {'; '.join(problems)}. Remove {directory} to start over"
+        )
+    return None
 
 
 def read_state(checkpoint: Path) -> TrainerState:
@@ -245,7 +326,8 @@ def restore(
     scaler: torch.amp.GradScaler,
     identity: dict[str, Any],
 ) -> TrainerState:
-    """Load a checkpoint into the live objects after checking it belongs to this run."""
+    """Load a checkpoint into the live objects after verifying it and checking it belongs to this run."""
+    verify(checkpoint)
     state = read_state(checkpoint)
     check_identity(checkpoint, state, identity)
     load_model(model, str(checkpoint / "model.safetensors"))

@@ -137,6 +137,15 @@ def any_rank(worker: Worker, flag: bool) -> bool:
     return bool(value.item())
 
 
+def gather_objects(worker: Worker, value: Any) -> list[Any]:
+    """``value`` from every rank, in rank order (just ``[value]`` for a single process)."""
+    if not worker.is_distributed:
+        return [value]
+    parts: list[Any] = [None] * worker.world_size
+    dist.all_gather_object(parts, value)
+    return parts
+
+
 def shard(worker: Worker, count: int) -> list[int]:
     """This rank's share of ``count`` items for evaluation: every world_size-th one."""
     return list(range(worker.rank, count, worker.world_size))

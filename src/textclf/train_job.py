@@ -9,8 +9,8 @@ Exit codes (SageMaker only distinguishes zero from non-zero; these tell a person
 
 - 0: completed.
 - 1: an unexpected error (a bug): the failure file starts with ``ExceptionType: message``.
-- 2: a problem the user can fix (data, hyperparameters, model, checkpoint): the failure file starts
-  with the reason.
+- 2: a problem the user can fix (data, hyperparameters, model, checkpoint, a full disk): the failure
+  file starts with the reason.
 - 143 (128 + SIGTERM): stopped by SIGTERM after saving a checkpoint. On a spot interruption the
   job restarts and resumes from it; a StopTrainingJob ends as Stopped whatever the exit code.
 
@@ -19,7 +19,9 @@ Every error writes ``/opt/ml/output/failure`` (the human reason on its first lin
 
 from __future__ import annotations
 
+import errno
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -54,6 +56,8 @@ def fail(exc: BaseException, p: environment.Paths) -> int:
         reason, code = str(exc), EXIT_USER_ERROR
         if training is not None and isinstance(exc, training.TrainingStoppedError):
             code = EXIT_STOPPED
+    elif disk_full(exc):
+        reason, code = f"no space left on device: {type(exc).__name__}: {exc}", EXIT_USER_ERROR
     else:
         reason, code = f"{type(exc).__name__}: {exc}", EXIT_BUG
     details = "".join(traceback.format_exception(exc))
@@ -62,6 +66,24 @@ def fail(exc: BaseException, p: environment.Paths) -> int:
     if code == EXIT_BUG:
         print(details, file=sys.stderr, flush=True)
     return code
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is a write that failed for want of space."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(exc) or "os error 28" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < 1 << 20
+    except OSError:
+        return False
 
 
 def main() -> int:
@@ -198,7 +220,18 @@ def _finish(
     loaded.tokenizer.save_pretrained(str(hf_dir))
     flat = {f"validation_{k}": v for k, v in validation.items() if isinstance(v, float)}
     flat.update({f"test_{k}": v for k, v in (test or {}).items() if isinstance(v, float)})
-    export_metrics = _export(hf_dir, p.model_dir, hp, datasets, flat, loaded.source.description)
+    try:
+        export_metrics = _export(hf_dir, p.model_dir, hp, datasets, flat, loaded.source.description)
+    except Exception as exc:
+        # A full disk shows up as whatever the writer raises (OSError, onnx, torch): say what it was.
+        if isinstance(exc, UserError) or not (disk_full(exc) or _nearly_full(p.model_dir.parent)):
+            raise
+        from textclf.checkpoints import write_error
+
+        raise UserError(
+            f"{write_error('the model', p.model_dir, exc)}; the fine-tuned weights stay in {run.checkpoint_dir} "
+            "(best-step-*.safetensors and the last checkpoint): free space and rerun to export them"
+        ) from exc
     for name in ("int8_validation_accuracy", "int8_label_agreement"):
         if name in export_metrics:
             say(format_metric(name, float(export_metrics[name])))

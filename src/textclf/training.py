@@ -164,8 +164,17 @@ def prepare(
     resumed_from = None
     if worker.is_main:
         checkpoints.remove_partial(checkpoint_dir)
-    latest = checkpoints.latest(checkpoint_dir)
-    if latest is not None:  # every rank restores the same checkpoint from its own copy
+    latest = checkpoints.latest_verified(checkpoint_dir, say if worker.is_main else lambda _: None)
+    # Every rank restores the same checkpoint from its own copy (SageMaker syncs each host's LocalPath
+    # from the same S3 prefix); ranks that would start from different steps could never line up.
+    chosen = distributed.gather_objects(worker, latest.name if latest is not None else None)
+    if len(set(chosen)) > 1:
+        found = ", ".join(f"rank {rank}: {name or 'none'}" for rank, name in enumerate(chosen))
+        raise checkpoints.CheckpointError(
+            f"the ranks would resume from different checkpoints ({found}); every host's checkpoint directory "
+            f"({checkpoint_dir}) must hold the same checkpoints"
+        )
+    if latest is not None:
         state = checkpoints.restore(latest, model, optimizer, scheduler, scaler, identity)
         resumed_from = state.global_step
     wrapped = model
