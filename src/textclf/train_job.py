@@ -11,8 +11,9 @@ Exit codes (SageMaker only distinguishes zero from non-zero; these tell a person
 - 1: an unexpected error (a bug): the failure file starts with ``ExceptionType: message``.
 - 2: a problem the user can fix (data, hyperparameters, model, checkpoint, a full disk): the failure
   file starts with the reason.
-- 143 (128 + SIGTERM): stopped by SIGTERM after saving a checkpoint. On a spot interruption the
-  job restarts and resumes from it; a StopTrainingJob ends as Stopped whatever the exit code.
+- 143 (128 + SIGTERM): stopped by SIGTERM, after saving a checkpoint at the next step boundary
+  once training has begun (at once before that). On a spot interruption the job restarts and
+  resumes from it; a StopTrainingJob ends as Stopped whatever the exit code.
 
 Every error writes ``/opt/ml/output/failure`` (the human reason on its first line) before exiting.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import errno
 import math
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -45,6 +47,18 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_BUG, EXIT_USER_ERROR, EXIT_STOPPED = 0, 1, 2, 143
 
 
+class StoppedBeforeTrainingError(UserError):
+    """SIGTERM before the training loop began: there is nothing to checkpoint, so stop at once."""
+
+
+def _stop_at_once(signum: int, _frame: Any) -> None:
+    # Replaced by the training loop's own handler (checkpoint at the next step) once training starts.
+    raise StoppedBeforeTrainingError(
+        f"stopped by {signal.Signals(signum).name} before training started; nothing was lost, a rerun starts afresh "
+        "(or resumes from the checkpoints already in the checkpoint directory)"
+    )
+
+
 def say(line: str) -> None:
     print(line, flush=True)
 
@@ -54,7 +68,9 @@ def fail(exc: BaseException, p: environment.Paths) -> int:
     training = sys.modules.get("textclf.training")  # not imported (torch) just to classify an early error
     if isinstance(exc, UserError):
         reason, code = str(exc), EXIT_USER_ERROR
-        if training is not None and isinstance(exc, training.TrainingStoppedError):
+        if isinstance(exc, StoppedBeforeTrainingError) or (
+            training is not None and isinstance(exc, training.TrainingStoppedError)
+        ):
             code = EXIT_STOPPED
     elif disk_full(exc):
         reason, code = f"no space left on device: {type(exc).__name__}: {exc}", EXIT_USER_ERROR
@@ -88,6 +104,7 @@ def _nearly_full(directory: Path) -> bool:
 
 def main() -> int:
     p = environment.paths()
+    signal.signal(signal.SIGTERM, _stop_at_once)
     try:
         hp = hyperparameters.parse(environment.read_hyperparameters(p))
         datasets = data.load(hp, environment.channels(p))
