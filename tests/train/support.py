@@ -13,9 +13,11 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 KEYWORDS = {
     "sports": ["goal", "match", "team", "coach"],
@@ -129,3 +131,57 @@ def new_tree(root: Path) -> SageMakerTree:
     (root / "input" / "config").mkdir(parents=True, exist_ok=True)
     (root / "input" / "data").mkdir(parents=True, exist_ok=True)
     return SageMakerTree(root)
+
+
+# -- runs that are interrupted, resumed or spread over several "hosts" ------------------------------
+
+
+def copy_tree(src: SageMakerTree, root: Path) -> SageMakerTree:
+    """A second /opt/ml tree with the same inputs (config and channels), none of the outputs."""
+    import shutil
+
+    shutil.copytree(src.root / "input", root / "input")
+    return SageMakerTree(root)
+
+
+def start_logged(sm: SageMakerTree, log: Path, **extra_env: str) -> subprocess.Popen[bytes]:
+    """``train`` in the background, its stdout and stderr going to ``log`` (nothing to drain)."""
+    with log.open("wb") as fh:
+        return subprocess.Popen(sm.train_command(), env=sm.env(**extra_env), stdout=fh, stderr=subprocess.STDOUT)
+
+
+def wait_until(condition: Callable[[], Any], proc: subprocess.Popen, what: str, timeout: float = 240) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail if ``proc`` exits first (or a hang guard)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc.poll() is not None:
+            raise AssertionError(f"train exited ({proc.returncode}) before {what}")
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def complete_checkpoints(directory: Path) -> list[Path]:
+    """``step-N`` checkpoint directories, oldest first (the temporary ``.tmp-*`` ones are not listed)."""
+    if not directory.is_dir():
+        return []
+    return sorted((p for p in directory.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+
+
+def checkpoint_state(checkpoint: Path) -> dict[str, Any]:
+    return json.loads((checkpoint / "trainer_state.json").read_text())
+
+
+def report(sm: SageMakerTree) -> dict[str, Any]:
+    return json.loads((sm.output_data / "metrics.json").read_text())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
