@@ -135,6 +135,28 @@ def new_tree(root: Path) -> SageMakerTree:
 
 # -- runs that are interrupted, resumed or spread over several "hosts" ------------------------------
 
+RESUME_STEPS_PER_EPOCH = 63  # ceil(1000 / 16)
+RESUME_HYPERPARAMETERS = {
+    **FAST_HYPERPARAMETERS,
+    "epochs": "2",
+    "batch_size": "16",
+    "checkpoint_every_steps": "5",
+    "keep_checkpoints": "2",
+    "log_every_steps": "5",
+}
+
+
+def resume_tree(root: Path, encoder_dir: Path) -> SageMakerTree:
+    """A tree for interrupted runs: 2 epochs of 63 steps, a checkpoint every 5 (the first mid-epoch)."""
+    tree = new_tree(root)
+    write_csv(tree.channel("train") / "train.csv", keyword_rows(1000, seed=1))
+    write_csv(tree.channel("validation") / "validation.csv", keyword_rows(60, seed=2))
+    pretrained = tree.channel("pretrained")
+    for f in encoder_dir.iterdir():
+        (pretrained / f.name).write_bytes(f.read_bytes())
+    tree.hyperparameters(RESUME_HYPERPARAMETERS)
+    return tree
+
 
 def copy_tree(src: SageMakerTree, root: Path) -> SageMakerTree:
     """A second /opt/ml tree with the same inputs (config and channels), none of the outputs."""

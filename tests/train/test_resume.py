@@ -18,40 +18,19 @@ import pytest
 from textclf import train_job
 
 from .support import (
-    FAST_HYPERPARAMETERS,
+    RESUME_STEPS_PER_EPOCH,
     SageMakerTree,
     checkpoint_state,
     complete_checkpoints,
     copy_tree,
-    keyword_rows,
-    new_tree,
     report,
+    resume_tree,
     start_logged,
     wait_until,
-    write_csv,
 )
 
-STEPS_PER_EPOCH = 63  # ceil(1000 / 16)
+STEPS_PER_EPOCH = RESUME_STEPS_PER_EPOCH
 TOTAL_STEPS = 2 * STEPS_PER_EPOCH
-HYPERPARAMETERS = {
-    **FAST_HYPERPARAMETERS,
-    "epochs": "2",
-    "batch_size": "16",
-    "checkpoint_every_steps": "5",
-    "keep_checkpoints": "2",
-    "log_every_steps": "5",
-}
-
-
-def resume_tree(root: Path, encoder_dir: Path) -> SageMakerTree:
-    tree = new_tree(root)
-    write_csv(tree.channel("train") / "train.csv", keyword_rows(1000, seed=1))
-    write_csv(tree.channel("validation") / "validation.csv", keyword_rows(60, seed=2))
-    pretrained = tree.channel("pretrained")
-    for f in encoder_dir.iterdir():
-        (pretrained / f.name).write_bytes(f.read_bytes())
-    tree.hyperparameters(HYPERPARAMETERS)
-    return tree
 
 
 @pytest.fixture(scope="module")
