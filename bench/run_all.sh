@@ -18,7 +18,7 @@ SCALE="${BENCH_SCALE:-1}"
 ONLY=" ${BENCH_ONLY:-peak engine server profile} "
 ONLY="${ONLY/ engine / engine-minilm engine-distilbert engine-bert-base }"
 LOCK=/tmp/textclf-heavy.lock
-PEER_VENV="${TEXTCLF_PEER_VENV:-bench/.work/.venv-peer}"
+PEER_VENV="${TEXTCLF_PEER_VENV:-${PWD}/bench/.work/.venv-peer}"
 export TEXTCLF_PEER_VENV="${PEER_VENV}"
 
 s() { awk -v x="$1" -v k="${SCALE}" 'BEGIN { v = x * k; printf (v == int(v) ? "%d" : "%.1f"), v }'; }

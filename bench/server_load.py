@@ -45,7 +45,8 @@ from typing import Any
 import benchlib as bl
 
 # the toolkit's own venv (bench/peers/install-hf-peer.sh), kept apart from the product's .venv
-PEER_VENV = Path(os.environ.get("TEXTCLF_PEER_VENV", str(bl.WORK_DIR / ".venv-peer")))
+# (absolute: the toolkit's `serve` is started with its own working directory)
+PEER_VENV = Path(os.environ.get("TEXTCLF_PEER_VENV", str(bl.WORK_DIR / ".venv-peer"))).absolute()
 VENV_BIN = Path(sys.executable).parent
 WRK_LUA = r"""
 local ffi = require("ffi")
