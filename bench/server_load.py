@@ -464,47 +464,142 @@ def bare(model_dir: Path, requests: list[list[str]], procs: int, max_requests: i
 
 
 # -- orchestration -----------------------------------------------------------------------------------
-def measure_server(
-    server: Server, shapes: dict[str, list[list[str]]], levels: list[int], args: argparse.Namespace
-) -> dict[str, Any]:
+def cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU time of ``pids`` so far (from /proc; gone processes count 0)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def settle(server: Server, limit_s: float = 30.0) -> float:
+    """Wait until ``server`` has finished what the last load left queued (a sync worker finishes a request
+    whose client has gone), so that it does not eat into the next server's run; returns the seconds waited."""
+    t0 = time.monotonic()
+    server.processes()  # refresh the pid set
+    before = cpu_seconds(server.pids)
+    while time.monotonic() - t0 < limit_s:
+        time.sleep(0.5)
+        now = cpu_seconds(server.pids)
+        if now - before < 0.05:  # under 10% of one core over the last half second
+            break
+        before = now
+    return time.monotonic() - t0
+
+
+def bring_up(server: Server, sample: str, warm: list[list[str]], args: argparse.Namespace) -> dict[str, Any]:
+    """Wait for the first good prediction, record start-up and memory, warm every worker up."""
     out: dict[str, Any] = {"runs": [], "startup": {}, "processes": {}}
-    sample = body_json(next(iter(shapes.values()))[0])
     server.wait_ready(sample)
     out["startup"] = {"first_ping_s": server.ping_s, "first_prediction_s": server.ready_s}
     procs = server.processes()
     label_gunicorn(procs)
     out["processes"]["after_start"] = procs
-    print(
-        f"  {server.name}: ping after {server.ping_s:.1f} s, first prediction after {server.ready_s:.1f} s", flush=True
-    )
+    print(f"  {server.name}: ping after {server.ping_s:.1f} s, first prediction after {server.ready_s:.1f} s")
     # warm-up: every worker should have run a few requests (ORT's lazy set-up, torch's allocator)
-    run_load(args.client, server.port, next(iter(shapes.values())), 4, 40, 10, args.timeout)
-    for shape, requests in shapes.items():
-        per_req = len(requests[0])
-        for c in levels:
-            n = args.max_requests if per_req == 1 else max(50, args.max_requests // per_req)
-            load = [bl.loadavg()[0]]
-            r = run_load(args.client, server.port, requests, c, n, args.seconds, args.timeout)
-            load.append(bl.loadavg()[0])
-            r |= {
-                "server": server.name,
-                "shape": shape,
-                "texts_per_request": per_req,
-                "concurrency": c,
-                "req_per_s": r["completed"] / r["elapsed_s"] if r["elapsed_s"] > 0 else 0.0,
-                "loadavg_1m": load,
-            }
-            r["texts_per_s"] = r["req_per_s"] * per_req
-            out["runs"].append(r)
-            print(
-                f"  {server.name} {shape} c={c}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, "
-                f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}, n={r['completed']}",
-                flush=True,
-            )
-    procs = server.processes()
-    label_gunicorn(procs)
-    out["processes"]["after_load"] = procs
+    run_load(args.client, server.port, warm, 4, 40, 10, args.timeout)
+    settle(server)
     return out
+
+
+def one_run(
+    server: Server, shape: str, requests: list[list[str]], c: int, n: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    per_req = len(requests[0])
+    load = [bl.loadavg()[0]]
+    r = run_load(args.client, server.port, requests, c, n, args.seconds, args.timeout)
+    load.append(bl.loadavg()[0])
+    r |= {
+        "server": server.name,
+        "shape": shape,
+        "texts_per_request": per_req,
+        "concurrency": c,
+        "req_per_s": r["completed"] / r["elapsed_s"] if r["elapsed_s"] > 0 else 0.0,
+        "loadavg_1m": load,
+        "started": round(time.monotonic(), 1),
+    }
+    r["texts_per_s"] = r["req_per_s"] * per_req
+    r["settle_s"] = round(settle(server), 1)
+    print(
+        f"  {server.name} {shape} c={c}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, "
+        f"p99 {r['p99_ms']:.1f} ms, errors {r['errors']}, n={r['completed']}",
+        flush=True,
+    )
+    return r
+
+
+def bare_run(
+    name: str, model_dir: Path, shape: str, requests: list[list[str]], procs: int, n: int, level: int | None, s: float
+) -> dict[str, Any]:
+    per = len(requests[0])
+    r = bare(model_dir, requests, procs, n, s)
+    r |= {"server": name, "shape": shape, "texts_per_request": per, "concurrency": procs, "level": level}
+    r["texts_per_s"] = r["req_per_s"] * per
+    r["started"] = round(time.monotonic(), 1)
+    print(f"  {name} {shape} procs={procs}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms", flush=True)
+    return r
+
+
+def run_group(
+    members: list[str],
+    starters: dict[str, Any],
+    shapes: dict[str, list[list[str]]],
+    bare_dir: Path,
+    levels: list[int],
+    args: argparse.Namespace,
+    results: dict[str, Any],
+    failures: dict[str, str],
+) -> None:
+    """Start the group's servers (one after another, each timed alone), then take turns: at every request
+    shape and concurrency level each server (and the bare predictor) runs once, in rotating order, so
+    that the changing load of this shared machine falls on all of them alike."""
+    live: dict[str, Server] = {}
+    first = next(iter(shapes.values()))
+    try:
+        for name in members:
+            if name.endswith("bare"):
+                results["servers"][name] = {"runs": []}
+                continue
+            print(f"== starting {name}", flush=True)
+            server = None
+            try:
+                server = starters[name]()
+                results["servers"][name] = bring_up(server, body_json(first[0]), first, args)
+                live[name] = server
+            except Exception as exc:  # a peer that cannot run here is a result, not a crash
+                failures[name] = f"{type(exc).__name__}: {exc}"
+                print(f"  {name} FAILED: {failures[name]}", flush=True)
+                if server is not None:
+                    server.stop()
+        turn = [m for m in members if m in live or m.endswith("bare")]
+        for shape, requests in shapes.items():
+            per = len(requests[0])
+            n = args.max_requests if per == 1 else max(50, args.max_requests // per)
+            print(f"== {shape}", flush=True)
+            for name in (m for m in turn if m.endswith("bare") and args.workers > 1):  # one process, for reference
+                results["servers"][name]["runs"].append(
+                    bare_run(name, bare_dir, shape, requests, 1, n, None, args.seconds)
+                )
+            for i, c in enumerate(levels):
+                for name in turn[i % len(turn) :] + turn[: i % len(turn)]:
+                    try:
+                        if name.endswith("bare"):
+                            r = bare_run(name, bare_dir, shape, requests, args.workers, n, c, args.seconds)
+                        else:
+                            r = one_run(live[name], shape, requests, c, n, args)
+                        results["servers"][name]["runs"].append(r)
+                    except Exception as exc:
+                        failures[f"{name} {shape} c={c}"] = f"{type(exc).__name__}: {exc}"
+                        print(f"  {name} {shape} c={c} FAILED: {exc}", flush=True)
+        for name, server in live.items():
+            procs = server.processes()
+            label_gunicorn(procs)
+            results["servers"][name]["processes"]["after_load"] = procs
+    finally:
+        for server in live.values():
+            server.stop()
 
 
 def rss_summary(procs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -543,7 +638,7 @@ def main() -> None:
     ap.add_argument(
         "--servers",
         default="textclf,bare,seed,hf,distilbert,distilbert-bare",
-        help="any of textclf, bare, seed, hf, distilbert, distilbert-bare (run in this order, one at a time)",
+        help="any of textclf, bare, seed, hf, distilbert, distilbert-bare (servers take turns at every level)",
     )
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--shapes", default="single,batch8", help="single (1 text per request) and/or batchN")
@@ -577,54 +672,31 @@ def main() -> None:
     results["client"] = args.client
     results["servers"] = {}
     failures: dict[str, str] = {}
-    for name in servers:
-        print(f"== {name}", flush=True)
-        try:
-            if name in ("bare", "distilbert-bare"):
-                bare_dir, bare_shapes = (model_dir, shapes) if name == "bare" else distilbert_inputs(args.work_dir)
-                results["servers"][name] = {"runs": []}
-                for shape, requests in bare_shapes.items():
-                    per = len(requests[0])
-                    n = args.max_requests if per == 1 else max(50, args.max_requests // per)
-                    for procs in sorted({1, args.workers}):
-                        r = bare(bare_dir, requests, procs, n, args.seconds)
-                        r |= {"server": name, "shape": shape, "texts_per_request": per, "concurrency": procs}
-                        r["texts_per_s"] = r["req_per_s"] * per
-                        results["servers"][name]["runs"].append(r)
-                        print(f"  {name} {shape} procs={procs}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms")
-                continue
-            port = free_port()
-            log = work / f"{name}.log"
-            if name == "textclf":
-                root = work / "sm-textclf"
-                shutil.rmtree(root, ignore_errors=True)
-                root.mkdir(parents=True)
-                (root / "model").symlink_to(model_dir.resolve())
-                server = start_textclf(root, port, args.workers, log)
-                server_shapes = shapes
-            elif name == "distilbert":
-                # the 45 req/s aim: DistilBERT-shaped INT8, every request 128 tokens (IMDB reviews cut at 128)
-                dmodel, server_shapes = distilbert_inputs(args.work_dir)
-                root = work / "sm-distilbert"
-                shutil.rmtree(root, ignore_errors=True)
-                root.mkdir(parents=True)
-                (root / "model").symlink_to(dmodel.resolve())
-                server = start_textclf(root, port, args.workers, log)
-            elif name == "seed":
-                server = start_seed(hf_dir, port, args.workers, log)
-                server_shapes = shapes
-            elif name == "hf":
-                server = start_hf(hf_dir, port, args.workers, log, work)
-                server_shapes = shapes
-            else:
-                raise SystemExit(f"unknown server {name!r}")
-            try:
-                results["servers"][name] = measure_server(server, server_shapes, levels, args)
-            finally:
-                server.stop()
-        except Exception as exc:  # a peer that cannot run here is a result, not a crash
-            failures[name] = f"{type(exc).__name__}: {exc}"
-            print(f"  {name} FAILED: {failures[name]}", flush=True)
+    unknown = set(servers) - {"textclf", "bare", "seed", "hf", "distilbert", "distilbert-bare"}
+    if unknown:
+        raise SystemExit(f"unknown servers {sorted(unknown)}: textclf, bare, seed, hf, distilbert, distilbert-bare")
+
+    def textclf_on(model: Path, tag: str) -> Server:
+        root = work / f"sm-{tag}"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        (root / "model").symlink_to(model.resolve())
+        return start_textclf(root, free_port(), args.workers, work / f"{tag}.log")
+
+    starters = {
+        "textclf": lambda: textclf_on(model_dir, "textclf"),
+        "seed": lambda: start_seed(hf_dir, free_port(), args.workers, work / "seed.log"),
+        "hf": lambda: start_hf(hf_dir, free_port(), args.workers, work / "hf.log", work),
+    }
+    group = [m for m in servers if m in ("textclf", "bare", "seed", "hf")]
+    if group:
+        run_group(group, starters, shapes, model_dir, levels, args, results, failures)
+    group = [m for m in servers if m in ("distilbert", "distilbert-bare")]
+    if group:
+        # the 45 req/s aim: DistilBERT-shaped INT8, every request 128 tokens (IMDB reviews cut at 128)
+        dmodel, dshapes = distilbert_inputs(args.work_dir)
+        starters["distilbert"] = lambda: textclf_on(dmodel, "distilbert")
+        run_group(group, starters, dshapes, dmodel, levels, args, results, failures)
     results["failures"] = failures
     results["summary"] = summarize(results["servers"], args.workers)
     table, notes = render(results)
@@ -654,12 +726,9 @@ def summarize(servers: dict[str, Any], workers: int) -> dict[str, Any]:
         tc = sat.get("textclf", {}).get(shape)
         if not tc:
             continue
-        bare_run = next(
-            (r for r in servers.get("bare", {}).get("runs", []) if r["shape"] == shape and r["concurrency"] == workers),
-            None,
-        )
-        if bare_run:
-            s["ratios"][f"textclf/bare {shape}"] = tc["req_per_s"] / bare_run["req_per_s"]
+        b = _bare_at(servers.get("bare", {}).get("runs", []), shape, tc["concurrency"], workers)
+        if b:
+            s["ratios"][f"textclf/bare {shape}"] = tc["req_per_s"] / b["req_per_s"]
         for peer in ("seed", "hf"):
             p = sat.get(peer, {}).get(shape)
             if p:
@@ -669,11 +738,35 @@ def summarize(servers: dict[str, Any], workers: int) -> dict[str, Any]:
                 if tc_c:
                     s["ratios"][f"{peer} p99 / textclf p99 {shape} at c={c}"] = p["p99_ms"] / tc_c["p99_ms"]
     d = sat.get("distilbert", {}).get("imdb128-single")
-    d_bare = next((r for r in servers.get("distilbert-bare", {}).get("runs", []) if r["concurrency"] == workers), None)
-    if d and d_bare:
-        s["ratios"]["distilbert/distilbert-bare imdb128-single"] = d["req_per_s"] / d_bare["req_per_s"]
+    if d:
+        d_runs = servers.get("distilbert-bare", {}).get("runs", [])
+        d_bare = _bare_at(d_runs, "imdb128-single", d["concurrency"], workers)
+        if d_bare:
+            s["ratios"]["distilbert/distilbert-bare imdb128-single"] = d["req_per_s"] / d_bare["req_per_s"]
+    # the same ratios level by level: each pair ran minutes apart at most, back to back
+    s["per_level"] = []
+    for base, others in (("textclf", ("bare", "seed", "hf")), ("distilbert", ("distilbert-bare",))):
+        for r in servers.get(base, {}).get("runs", []):
+            row = {"server": base, "shape": r["shape"], "concurrency": r["concurrency"], "req_per_s": r["req_per_s"]}
+            for o in others:
+                runs = servers.get(o, {}).get("runs", [])
+                if o.endswith("bare"):
+                    q = _bare_at(runs, r["shape"], r["concurrency"], workers)
+                else:
+                    q = _at(runs, r["shape"], r["concurrency"])
+                if q and q["req_per_s"] > 0:
+                    row[f"x {o}"] = r["req_per_s"] / q["req_per_s"]
+                    if not o.endswith("bare") and r["p99_ms"] > 0:
+                        row[f"{o} p99 / {base} p99"] = q["p99_ms"] / r["p99_ms"]
+            s["per_level"].append(row)
     s["aims"] = aims(s)
     return s
+
+
+def _bare_at(runs: list[dict[str, Any]], shape: str, level: int, workers: int) -> dict[str, Any] | None:
+    """The bare run (``workers`` processes) that ran beside the server's run at ``level``, else the first one."""
+    mine = [r for r in runs if r["shape"] == shape and r["concurrency"] == workers]
+    return next((r for r in mine if r.get("level") == level), mine[0] if mine else None)
 
 
 def aims(s: dict[str, Any]) -> list[dict[str, Any]]:
@@ -734,6 +827,11 @@ def render(results: dict[str, Any]) -> tuple[str, list[str]]:
     ratios = [{"ratio": k, "value": v} for k, v in results["summary"]["ratios"].items()]
     if ratios:
         table += "\n\nRatios (same run):\n\n" + bl.md_table(ratios, ["ratio", "value"])
+    per_level = results["summary"].get("per_level")
+    if per_level:
+        cols = ["server", "shape", "concurrency", "req_per_s", "x bare", "x seed", "x hf", "x distilbert-bare"]
+        cols += ["seed p99 / textclf p99", "hf p99 / textclf p99"]
+        table += "\n\nRatios level by level (servers took turns at each level):\n\n" + bl.md_table(per_level, cols)
     if results["summary"].get("aims"):
         table += "\n\nAims (issue 7):\n\n" + bl.md_table(
             results["summary"]["aims"],
@@ -741,6 +839,11 @@ def render(results: dict[str, Any]) -> tuple[str, list[str]]:
             ["aim", "measured", "aim", "met", "measured / aim"],
         )
     notes = [f"{k} could not run: {v}" for k, v in results["failures"].items()]
+    notes.append(
+        "Servers were up together (idle when not loaded) and took turns at every request shape and concurrency "
+        "level, rotating who goes first; after each run the next waits until the last server's CPU use settles. "
+        "The bare predictor ran as one of the turns, with as many processes as the servers have workers."
+    )
     notes.append(
         "Saturation = the concurrency with the highest throughput. The load generator runs on the same 2 cores "
         f"as the servers ({results['client']}, one thread)."
