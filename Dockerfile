@@ -60,7 +60,8 @@ RUN python3 -m venv /opt/venv \
 
 FROM system AS serve
 COPY --from=serve-deps /opt/venv /opt/venv
-COPY pyproject.toml README.md /opt/program/
+# nginx.conf: the template serve renders; src/textclf/templates/nginx.conf links to it.
+COPY pyproject.toml README.md nginx.conf /opt/program/
 COPY src/ /opt/program/src/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/program \
     && rm -rf /opt/program/build
@@ -86,7 +87,8 @@ RUN torch_requirement="$(grep -E '^torch==' /tmp/build/requirements.txt)" \
 
 FROM system AS full
 COPY --from=full-deps /opt/venv /opt/venv
-COPY pyproject.toml README.md /opt/program/
+# nginx.conf: the template serve renders; src/textclf/templates/nginx.conf links to it.
+COPY pyproject.toml README.md nginx.conf /opt/program/
 COPY src/ /opt/program/src/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/program \
     && rm -rf /opt/program/build
