@@ -16,8 +16,10 @@
 #   wheels/           optional folder in the build context: wheels found there are preferred
 #                     (offline or air-gapped builds, a local torch wheel in CI).
 #
-# Stages: system -> serve-deps -> serve, and serve-deps -> full-deps -> full. Each final stage
-# copies a finished virtual environment, so neither wheels/ nor pip's leftovers reach an image.
+# Stages: system -> serve-deps -> serve, and serve-deps -> full-deps -> full. serve builds on
+# serve-deps directly (nothing there to leave behind: pip keeps no cache). full copies the finished
+# virtual environment out of full-deps, so that neither wheels/ nor the torch wheel reaches the
+# image; that copy is the slowest step of a cold build, the price of 190 MB less image.
 # The legacy builder builds every stage above its target: serve comes before full-deps so that
 # `--target serve` never installs torch. Layers go system packages, requirements, code, so a
 # code change rebuilds only the last layers.
@@ -58,8 +60,7 @@ COPY requirements-serve.txt /tmp/build/
 RUN python3 -m venv /opt/venv \
     && pip install --no-cache-dir -r /tmp/build/requirements-serve.txt setuptools==80.9.0
 
-FROM system AS serve
-COPY --from=serve-deps /opt/venv /opt/venv
+FROM serve-deps AS serve
 # nginx.conf: the template serve renders; src/textclf/templates/nginx.conf links to it.
 COPY pyproject.toml README.md nginx.conf /opt/program/
 COPY src/ /opt/program/src/
