@@ -8,8 +8,9 @@ usage() {
     cat <<USAGE
 Usage: $(basename "$0") [--host HOST] [--port PORT] [--wait SECONDS] [--accept TYPE] [PAYLOAD...]
 
-Checks GET /ping, then POSTs each PAYLOAD (default: every file in ${payload_dir})
-to /invocations with the content type its extension names:
+Checks GET /ping, then POSTs each PAYLOAD (default: every file directly in ${payload_dir};
+text-pairs/ holds a pair payload for models trained on text pairs, which a single-text model
+answers with 400) to /invocations with the content type its extension names:
   .json  application/json         (HF shape {"inputs": ...}: single, batch, pairs; or a bare list)
   .jsonl application/jsonlines    (one record per line, as Batch Transform sends)
   .csv   text/csv                 (one text per row)
@@ -61,7 +62,9 @@ done
     exit 2
 }
 if [[ ${#payloads[@]} -eq 0 ]]; then
-    payloads=("${payload_dir}"/*)
+    for payload in "${payload_dir}"/*; do
+        [[ -f "${payload}" ]] && payloads+=("${payload}")
+    done
 fi
 
 base="http://${host}:${port}"
