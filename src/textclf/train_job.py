@@ -96,6 +96,9 @@ def disk_full(exc: BaseException | None) -> bool:
 
 
 def _nearly_full(directory: Path) -> bool:
+    """Whether the file system that holds (or would hold) ``directory`` has under 1 MiB free."""
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
     try:
         return shutil.disk_usage(directory).free < 1 << 20
     except OSError:
@@ -241,7 +244,7 @@ def _finish(
         export_metrics = _export(hf_dir, p.model_dir, hp, datasets, flat, loaded.source.description)
     except Exception as exc:
         # A full disk shows up as whatever the writer raises (OSError, onnx, torch): say what it was.
-        if isinstance(exc, UserError) or not (disk_full(exc) or _nearly_full(p.model_dir.parent)):
+        if isinstance(exc, UserError) or not (disk_full(exc) or _nearly_full(p.model_dir)):
             raise
         from textclf.checkpoints import write_error
 
