@@ -262,6 +262,10 @@ def main() -> int:
         "inflated accordingly.",
         "Failed runs: " + ("; ".join(f"{r['dataset']}: {r['failure']}" for r in rows if "failure" in r) or "none"),
     ]
+    overrides = {k: getattr(args, k) for k in ("max_steps", "learning_rate", "batch_size", "max_seq_length", "epochs")}
+    if any(v is not None for v in overrides.values()):
+        shown = ", ".join(f"{k}={v}" for k, v in overrides.items() if v is not None)
+        notes.append(f"The recipes were overridden on the command line ({shown}); see each data set's hyperparameters.")
     run.finish({"datasets": rows}, table, notes)
     return 0 if all(r["exit_code"] == 0 for r in rows) else 1
 
