@@ -81,6 +81,14 @@ def server_block(r: dict[str, Any]) -> list[str]:
     cols = ["server", "shape", "concurrency", "req_per_s", "texts_per_s", "p50_ms", "p99_ms", "errors"]
     heads = ["server", "request", "best concurrency", "req/s", "texts/s", "p50 ms", "p99 ms", "errors"]
     out = ["Each server at its best concurrency (of " + _levels(r) + "):", "", bl.md_table(rows, cols, heads)]
+    per_level = [x for x in r.get("summary", {}).get("per_level", []) if x["server"] == "textclf"]
+    if per_level:
+        cols = ["shape", "concurrency", "req_per_s", "x bare", "x seed", "x hf", "seed p99 / textclf p99"]
+        cols += ["hf p99 / textclf p99"]
+        heads = ["request", "concurrency", "textclf req/s", "/ bare", "/ seed", "/ HF toolkit", "seed p99 / ours"]
+        heads += ["HF p99 / ours"]
+        out += ["", "textclf against the others level by level (they took turns at each level):", ""]
+        out += [bl.md_table(per_level, cols, heads)]
     aims = r.get("summary", {}).get("aims")
     if aims:
         out += ["", bl.md_table(aims, ["aim", "value", "target", "met"], ["aim", "measured", "aim", "met"])]
@@ -103,6 +111,11 @@ def profile_block(r: dict[str, Any]) -> list[str]:
     cols = ["model", "input", "mean_tokens", "total ms", "tokenize %", "model (session.run) %", "rest %"]
     heads = ["model", "input", "tokens", "ms per request", "tokenize %", "ORT session.run %", "rest %"]
     out = ["Stages of a request in the predictor (1 thread):", "", bl.md_table(r.get("stages", []), cols, heads)]
+    ops = r.get("ort_ops", [])
+    if ops:
+        groups = list(dict.fromkeys(g for row in ops for g in row.get("groups_pct", {})))
+        rows = [{"model": o["model"], "input": o["input"]} | o.get("groups_pct", {}) for o in ops]
+        out += ["", "ONNX Runtime's profile, % of kernel time:", "", bl.md_table(rows, ["model", "input", *groups])]
     spies = r.get("py_spy", {})
     if spies:
         cats = sorted({c for d in spies.values() for c in d.get("share_pct", {})})

@@ -349,7 +349,7 @@ def label_gunicorn(procs: list[dict[str, Any]]) -> None:
             p["role"] = "gunicorn worker" if ppid in pids and parent_is_gunicorn else "gunicorn master"
 
 
-def start_textclf(root: Path, port: int, workers: int, log: Path) -> Server:
+def start_textclf(root: Path, port: int, workers: int, log: Path, name: str = "textclf") -> Server:
     env = os.environ | {
         "SM_ROOT": str(root),
         "SAGEMAKER_BIND_TO_PORT": str(port),
@@ -360,7 +360,7 @@ def start_textclf(root: Path, port: int, workers: int, log: Path) -> Server:
     proc = subprocess.Popen(
         [str(VENV_BIN / "textclf"), "serve"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=root
     )
-    return Server("textclf", port, proc, log, t)
+    return Server(name, port, proc, log, t)
 
 
 def start_seed(hf_dir: Path, port: int, workers: int, log: Path) -> Server:
@@ -681,7 +681,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
         (root / "model").symlink_to(model.resolve())
-        return start_textclf(root, free_port(), args.workers, work / f"{tag}.log")
+        return start_textclf(root, free_port(), args.workers, work / f"{tag}.log", tag)
 
     starters = {
         "textclf": lambda: textclf_on(model_dir, "textclf"),
@@ -796,7 +796,7 @@ def aims(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render(results: dict[str, Any]) -> tuple[str, list[str]]:
-    rows = [r for data in results["servers"].values() for r in data["runs"]]
+    rows = [r | {"server": name} for name, data in results["servers"].items() for r in data["runs"]]
     cols = [
         "server", "shape", "concurrency", "completed", "req_per_s", "texts_per_s", "p50_ms", "p99_ms", "errors",
     ]  # fmt: skip
