@@ -222,6 +222,7 @@ def main() -> int:
     ap.add_argument("--so-train", type=int, default=2000, help="Stack Overflow training rows (of 8,000)")
     ap.add_argument("--so-test", type=int, default=1000, help="Stack Overflow evaluation rows (of 8,000)")
     ap.add_argument("--name", default="quality", help="result file name under bench/results/")
+    ap.add_argument("--no-merge", action="store_true", help="drop the rows of data sets not run now (kept by default)")
     args = ap.parse_args()
 
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
@@ -240,8 +241,18 @@ def main() -> int:
         code, wall = run_train(root, log_path)
         info["loadavg_end"] = bl.loadavg()
         row = result_of(name, root, code, wall, log_path, info)
+        row.update(command=run.meta["command"], date=run.meta["date"])
         rows.append(row)
         print(f"== {name}: exit {code}, {wall:.0f} s, FP32 {row.get('fp32_accuracy')}, INT8 {row.get('int8_accuracy')}")
+    previous = bl.RESULTS_DIR / f"{args.name}.json"
+    if previous.is_file() and not args.no_merge:  # keep the other data sets' latest rows, each with its command
+        old = json.loads(previous.read_text())
+        kept = [
+            {"command": old.get("command"), "date": old.get("date"), **r}
+            for r in old.get("datasets", [])
+            if r.get("dataset") not in names
+        ]
+        rows = kept + rows
     columns = ["dataset", "steps", "train_examples", "evaluation_examples", "fp32_accuracy", "int8_accuracy",
                "int8_drop_points", "shipped", "wall_s", "loadavg_start", "loadavg_end"]  # fmt: skip
     table_rows = [
@@ -260,6 +271,8 @@ def main() -> int:
         "Wall time is the whole job (data, training, evaluation, ONNX export, quantization, gate) on a 2-core machine "
         "shared with other developers running tests: load averages per data set are in the table; times are "
         "inflated accordingly.",
+        "Rows of data sets not run by this command are kept from earlier runs; each row records its own command "
+        "and date in the JSON file.",
         "Failed runs: " + ("; ".join(f"{r['dataset']}: {r['failure']}" for r in rows if "failure" in r) or "none"),
     ]
     overrides = {k: getattr(args, k) for k in ("max_steps", "learning_rate", "batch_size", "max_seq_length", "epochs")}
@@ -267,7 +280,7 @@ def main() -> int:
         shown = ", ".join(f"{k}={v}" for k, v in overrides.items() if v is not None)
         notes.append(f"The recipes were overridden on the command line ({shown}); see each data set's hyperparameters.")
     run.finish({"datasets": rows}, table, notes)
-    return 0 if all(r["exit_code"] == 0 for r in rows) else 1
+    return 0 if all(r["exit_code"] == 0 for r in rows if r["dataset"] in names) else 1
 
 
 if __name__ == "__main__":
