@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--imdb-max-length", type=int, default=256)
     ap.add_argument("--latency-texts", type=int, default=300)
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--variants", default="int8,int8 per-channel", help="INT8 weight scales to compare")
     ap.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows of each set (0: all)")
     ap.add_argument("--work-dir", type=Path, default=bl.WORK_DIR / "export")
     ap.add_argument("--out-dir", type=Path, default=bl.RESULTS_DIR)
@@ -112,20 +113,27 @@ def main() -> None:
     rows, results = [], {"hf_dir": str(args.hf_dir), "accuracy": {}, "sizes_mb": {}, "latency_ms": {}}
     sst2 = {"max_seq_length": 128, "truncation": "head"}
     imdb = {"max_seq_length": args.imdb_max_length, "truncation": "head+tail"}
+    variants = {"int8": {}, "int8 per-channel": {"per_channel": True}}
     for name, texts, labels, opts in (
         ("sst2_dev", sst2_texts, sst2_labels, sst2),
         ("imdb_test_1000", imdb_texts, imdb_labels, imdb),
     ):
-        int8 = export_with_gate(args.hf_dir, work / f"{name}-int8", "int8", texts, labels, **opts)
-        results["accuracy"][name] = int8 | {"settings": opts}
-        rows.append(
-            {
-                "what": f"accuracy {name} (%)",
-                "fp32": int8["fp32_pytorch_accuracy"],
-                "int8": int8["int8_onnx_accuracy"],
-                "ratio": f"drop {int8['drop_points']:.2f} pt, agree {int8['label_agreement']:.1f}%",
+        for variant, extra in variants.items():
+            if variant not in args.variants.split(","):
+                continue
+            out = work / f"{name}-{variant.replace(' ', '-')}"
+            int8 = export_with_gate(args.hf_dir, out, "int8", texts, labels, **opts, **extra)
+            results["accuracy"][name if variant == "int8" else f"{name} ({variant})"] = int8 | {
+                "settings": opts | extra
             }
-        )
+            rows.append(
+                {
+                    "what": f"accuracy {name}, {variant} (%)",
+                    "fp32": int8["fp32_pytorch_accuracy"],
+                    "int8": int8["int8_onnx_accuracy"],
+                    "ratio": f"drop {int8['drop_points']:.2f} pt, agree {int8['label_agreement']:.1f}%",
+                }
+            )
     fp32 = export_with_gate(args.hf_dir, work / "sst2_dev-fp32", "fp32", sst2_texts, sst2_labels, **sst2)
     results["accuracy"]["sst2_dev_onnx_fp32"] = fp32
     weights = sum(p.stat().st_size for p in args.hf_dir.glob("*.safetensors")) / 1e6
