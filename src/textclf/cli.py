@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("src", help="Hugging Face sequence-classification directory (config, weights, tokenizer)")
     export.add_argument("dst", help="model directory to write")
     export.add_argument("--precision", choices=["int8", "fp32"], default="int8")
-    export.add_argument("--per-channel", action="store_true", help="per-channel INT8 weights")
+    export.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="per-channel INT8 weight scales (default; --no-per-channel: one scale per tensor)",
+    )
     export.add_argument("--max-seq-length", type=int, default=None, help="default: the model's limit, at most 512")
     export.add_argument("--truncation", choices=["head", "tail", "head+tail"], default="head")
     export.add_argument("--text-pair", action="store_true", help="the model classifies text pairs")

@@ -99,7 +99,8 @@ class Hyperparameters(BaseModel):
         "int8", description="Serve INT8 (dynamic quantization) or FP32 ONNX."
     )
     quantize_per_channel: bool = Field(
-        False, description="Per-channel INT8 weights (slower to export, sometimes more accurate)."
+        True,
+        description="Per-channel INT8 weight scales (false: one scale per tensor, ~3% faster, less accurate).",
     )
     max_accuracy_drop: float = Field(
         1.0, ge=0.0, le=100.0, description="Largest allowed validation accuracy drop of INT8 vs FP32, in points."

@@ -38,7 +38,7 @@ def test_manifest_is_complete_and_verifies(bert_model_dir):
     assert manifest.quantization == {
         "method": "dynamic",
         "weight_type": "QInt8",
-        "per_channel": False,
+        "per_channel": True,
         "optimized": False,
     }
     assert manifest.source_model == "tiny-test"
@@ -104,9 +104,9 @@ def test_fp32_precision_matches_pytorch_closely(bert_dir, export_model):
     np.testing.assert_allclose(classifier.scores(texts, batch_size=7), want, atol=1e-4)
 
 
-def test_per_channel_is_recorded(bert_dir, export_model):
-    manifest = read_manifest(export_model(bert_dir, per_channel=True))
-    assert manifest.quantization["per_channel"] is True
+def test_per_tensor_is_recorded(bert_dir, export_model):
+    manifest = read_manifest(export_model(bert_dir, per_channel=False))
+    assert manifest.quantization["per_channel"] is False
 
 
 # -- the accuracy gate ---------------------------------------------------------------------------------
