@@ -103,8 +103,14 @@ def _levels(r: dict[str, Any]) -> str:
     return ", ".join(map(str, levels)) or "?"
 
 
-def generic_block(r: dict[str, Any]) -> list[str]:
-    return ["(see the full table)"]
+def first_table(md_path: Path) -> list[str]:
+    """The first markdown table of a result's ``.md`` (``benchlib.Run.finish`` writes the same table)."""
+    lines = md_path.read_text().splitlines() if md_path.is_file() else []
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if start is None:
+        return [f"(no table in {md_path.name})"]
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
 
 
 def profile_block(r: dict[str, Any]) -> list[str]:
@@ -148,8 +154,8 @@ def render(results_dir: Path) -> str:
         except (OSError, ValueError) as exc:
             print(f"skipping {path}: {exc}", file=sys.stderr)
             continue
-        if not isinstance(r, dict) or "command" not in r:
-            continue
+        if not isinstance(r, dict) or "command" not in r or "machine" not in r:
+            continue  # e.g. image-sizes.json, which the README shows in its own section
         found.append((kind_of(r), path, r))
     rank = {k: i for i, k in enumerate(ORDER)}
     found.sort(key=lambda x: (rank.get(x[0], len(ORDER)), x[1].name))
@@ -161,7 +167,8 @@ def render(results_dir: Path) -> str:
         return "\n".join([*out, f"No results in {results_dir} yet: run `make bench`.", ""])
     for kind, path, r in found:
         out += [f"### {r.get('benchmark', path.stem)}", "", provenance(r, path.with_suffix(".md").name), ""]
-        out += [*BLOCKS.get(kind, generic_block)(r), ""]
+        block = BLOCKS[kind](r) if kind in BLOCKS else first_table(path.with_suffix(".md"))
+        out += [*block, ""]
     return "\n".join(out)
 
 
