@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import benchlib as bl
+from readme_tables import markers, splice
 
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+START, END = markers("bench")
 ORDER = ("peak", "engine", "server", "profile")  # then anything else, by name
 
 
@@ -172,14 +174,6 @@ def render(results_dir: Path) -> str:
     return "\n".join(out)
 
 
-def splice(readme: str, table: str) -> str | None:
-    """README text with ``table`` between the markers, or None when the markers are not both there in order."""
-    i, j = readme.find(START), readme.find(END)
-    if i < 0 or j < 0 or j < i:
-        return None
-    return readme[: i + len(START)] + "\n" + table.rstrip() + "\n" + readme[j:]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=bl.RESULTS_DIR)
@@ -187,7 +181,7 @@ def main() -> None:
     args = ap.parse_args()
     table = render(args.results)
     readme = args.readme.read_text(encoding="utf-8") if args.readme.is_file() else ""
-    new = splice(readme, table)
+    new = splice(readme, "bench", table)
     if new is None:
         out = args.results / "README-table.md"
         out.parent.mkdir(parents=True, exist_ok=True)

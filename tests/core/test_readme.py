@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import re
+import sys
 from pathlib import Path
 
 from textclf.hyperparameters import markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+sys.path.insert(0, str(README.parent / "scripts"))
+from readme_tables import block  # noqa: E402 (scripts/ is not a package)
 
 
 def generated_block(name: str) -> str:
-    text = README.read_text(encoding="utf-8")
-    match = re.search(rf"<!-- {name}:start -->\n(.*?)\n<!-- {name}:end -->", text, re.S)
-    assert match, f"README.md has no generated block {name!r}"
-    return match.group(1).strip()
+    body = block(README.read_text(encoding="utf-8"), name)
+    assert body is not None, f"README.md has no generated block {name!r}"
+    return body
 
 
 def test_hyperparameter_table_is_generated_from_the_code() -> None:
