@@ -61,7 +61,7 @@ RUN python3 -m venv /opt/venv \
     && pip install --no-cache-dir -r /tmp/build/requirements-serve.txt setuptools==80.9.0
 
 FROM serve-deps AS serve
-# nginx.conf: the template serve renders; src/textclf/templates/nginx.conf links to it.
+# nginx.conf: the template serve renders; src/textclf/serve/templates/nginx.conf links to it.
 COPY pyproject.toml README.md nginx.conf /opt/program/
 COPY src/ /opt/program/src/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/program \
@@ -88,7 +88,7 @@ RUN torch_requirement="$(grep -E '^torch==' /tmp/build/requirements.txt)" \
 
 FROM system AS full
 COPY --from=full-deps /opt/venv /opt/venv
-# nginx.conf: the template serve renders; src/textclf/templates/nginx.conf links to it.
+# nginx.conf: the template serve renders; src/textclf/serve/templates/nginx.conf links to it.
 COPY pyproject.toml README.md nginx.conf /opt/program/
 COPY src/ /opt/program/src/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/program \

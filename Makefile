@@ -12,10 +12,11 @@ APT_PACKAGES := nginx-light docker.io debootstrap curl ca-certificates
 help:
 	@echo "make system-deps   install nginx, docker, debootstrap (apt, needs root)"
 	@echo "make setup         create $(VENV) with pinned dependencies and the package"
-	@echo "make test          ruff + the whole test suite (real nginx, gunicorn, torch, onnxruntime, dockerd)"
+	@echo "make test          ruff, mypy + the whole test suite (real nginx, gunicorn, torch, onnxruntime, dockerd)"
 	@echo "make test-fast     the suite without the container build"
 	@echo "make demo          fetch MiniLM, train on the demo data, serve, send sample requests, stop"
-	@echo "make bench         run the benchmarks in bench/ and refresh the README table"
+	@echo "make bench         run the benchmarks in bench/ and refresh the tables in bench/README.md"
+	@echo "make readme-tables regenerate the README blocks: hyperparameters, bench/README.md results"
 
 system-deps:
 	@if command -v apt-get >/dev/null; then \
@@ -33,6 +34,7 @@ setup: $(BIN)/python
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest

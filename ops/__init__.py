@@ -1,1 +1,4 @@
-"""Scripts that drive AWS for textclf: image, training, tuning, endpoint, batch, API. See docs/sagemaker.md."""
+"""Scripts that drive AWS for textclf: image, training, tuning, endpoint, batch, API.
+
+See the README's "SageMaker usage" section.
+"""

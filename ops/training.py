@@ -2,7 +2,7 @@
 own ``train`` runs), managed spot with checkpoints, and the metric regexes ``train`` prints through.
 
 Hyperparameters are turned into strings here, checked against the container's own
-``textclf.hyperparameters`` before any money is spent, and sent as those strings.
+``textclf.train.hyperparameters`` before any money is spent, and sent as those strings.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ops.aws import Aws, OpsError
 from ops.config import ConfigError
-from textclf.metric_definitions import METRIC_DEFINITIONS
+from textclf.contract.metrics import METRIC_DEFINITIONS
 
 if TYPE_CHECKING:
     from sagemaker.train import ModelTrainer
@@ -36,7 +36,7 @@ def to_hyperparameter_string(value: Any) -> str:
 def hyperparameters(raw: dict[str, Any]) -> dict[str, str]:
     """``raw`` as SageMaker hyperparameters (all strings), validated against the container's parser."""
     from textclf.errors import ConfigError as ContainerConfigError
-    from textclf.hyperparameters import parse
+    from textclf.train.hyperparameters import parse
 
     strings = {str(k): to_hyperparameter_string(v) for k, v in raw.items()}
     if len(strings) > MAX_HYPERPARAMETERS:
@@ -52,7 +52,7 @@ def hyperparameters(raw: dict[str, Any]) -> dict[str, str]:
 
 
 def metric_definitions() -> list[dict[str, str]]:
-    """The regexes for the lines ``train`` prints (``textclf.metric_definitions``), within API limits."""
+    """The regexes for the lines ``train`` prints (``textclf.contract.metrics``), within API limits."""
     definitions = [dict(d) for d in METRIC_DEFINITIONS]
     if len(definitions) > MAX_METRICS:
         raise OpsError(f"{len(definitions)} metric definitions; tuning jobs take at most {MAX_METRICS}")

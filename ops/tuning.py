@@ -1,6 +1,6 @@
 """Hyperparameter tuning with the SDK v3 ``HyperparameterTuner``, and a report of the best job.
 
-The objective comes from ``textclf.metric_definitions.OBJECTIVES`` (name and direction), and the
+The objective comes from ``textclf.contract.metrics.OBJECTIVES`` (name and direction), and the
 static hyperparameter ``eval_metric`` is set to match it: ``train`` prints the best epoch's
 ``validation_<eval_metric>`` last, and the tuner keeps the last value it reads.
 
@@ -19,7 +19,7 @@ from typing import Any
 from ops.aws import Aws, OpsError, unique_name
 from ops.config import ConfigError, load_ranges_file
 from ops.training import hyperparameters, input_data, model_trainer, to_hyperparameter_string
-from textclf.metric_definitions import OBJECTIVES
+from textclf.contract.metrics import OBJECTIVES
 
 MAX_TUNING_JOB_NAME = 32
 MAX_RANGES = 30

@@ -10,7 +10,7 @@ included. Checks size and content type before calling SageMaker; passes ``Conten
     ModelNotReady / ServiceUnavailable     -> 503
     ValidationError                        -> 400
 
-Time budget (see docs/sagemaker.md): the SageMaker read timeout (``SAGEMAKER_READ_TIMEOUT_S``,
+Time budget: the SageMaker read timeout (``SAGEMAKER_READ_TIMEOUT_S``,
 70 s as AWS recommends when nothing in front is shorter) must end before the Lambda timeout, which
 must end before API Gateway's integration timeout (29 s unless raised), so that every failure
 reaches the caller as this function's JSON rather than a bare gateway 504.

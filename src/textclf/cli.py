@@ -1,57 +1,65 @@
 """``textclf``: the image's ENTRYPOINT and the command line.
 
 SageMaker runs the image as ``docker run IMAGE train`` or ``docker run IMAGE serve``; the v3 SDK's
-local mode passes no argument, which means ``train``. Imports are lazy so that ``serve`` never
-loads torch (the slim image has none).
+local mode passes no argument, which means ``train``. Each command imports its job only when it
+runs: ``serve`` never loads torch (the slim image has none), and building this parser loads neither.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
+from textclf.contract.model_dir import PRECISIONS, TRUNCATIONS
+from textclf.errors import EXIT_OK, EXIT_USER_ERROR, UserError
+from textclf.export.options import ON_ACCURACY_DROP
+
 
 def _train(_: argparse.Namespace) -> int:
-    from textclf.train_job import main as train_main
+    from textclf.train.job import main as train_main
 
     return train_main()
 
 
 def _serve(_: argparse.Namespace) -> int:
-    from textclf.server import main as serve_main
+    from textclf.serve.supervisor import main as serve_main
 
     return serve_main()
 
 
 def _export(args: argparse.Namespace) -> int:
-    from textclf.export import main as export_main
+    from textclf.export.cli import main as export_main
 
     return export_main(args)
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import json
-
-    from textclf.errors import UserError
-    from textclf.predictor import Classifier
+    from textclf.model.predictor import Classifier
 
     try:
         classifier = Classifier.load(args.model_dir)
         results = classifier.predict(args.texts, top_k=args.top_k)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     for text, result in zip(args.texts, results, strict=True):
         print(json.dumps({"text": text, "predictions": result}, ensure_ascii=False))
-    return 0
+    return EXIT_OK
 
 
 def _hyperparameters(_: argparse.Namespace) -> int:
-    from textclf.hyperparameters import markdown_table
+    from textclf.train.hyperparameters import markdown_table
 
     print(markdown_table())
     return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="turn a fine-tuned Hugging Face directory into a model directory")
     export.add_argument("src", help="Hugging Face sequence-classification directory (config, weights, tokenizer)")
     export.add_argument("dst", help="model directory to write")
-    export.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    export.add_argument("--precision", choices=PRECISIONS, default="int8")
     export.add_argument(
         "--per-channel",
         action=argparse.BooleanOptionalAction,
@@ -74,20 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-channel INT8 weight scales (default; --no-per-channel: one scale per tensor)",
     )
     export.add_argument("--max-seq-length", type=int, default=None, help="default: the model's limit, at most 512")
-    export.add_argument("--truncation", choices=["head", "tail", "head+tail"], default="head")
+    export.add_argument("--truncation", choices=TRUNCATIONS, default="head")
     export.add_argument("--text-pair", action="store_true", help="the model classifies text pairs")
     export.add_argument("--validation", help="CSV/TSV/JSONL with text (and label) columns for the accuracy gate")
     export.add_argument("--text-column", default="text")
     export.add_argument("--text-pair-column", default="")
     export.add_argument("--label-column", default="label")
     export.add_argument("--max-accuracy-drop", type=float, default=1.0, help="points")
-    export.add_argument("--on-accuracy-drop", choices=["fail", "fp32"], default="fail")
+    export.add_argument("--on-accuracy-drop", choices=ON_ACCURACY_DROP, default="fail")
     export.add_argument("--no-full-precision", action="store_true", help="do not copy the HF weights to hf/")
     export.set_defaults(func=_export)
     predict = sub.add_parser("predict", help="classify texts with a model directory")
     predict.add_argument("model_dir")
     predict.add_argument("texts", nargs="+")
-    predict.add_argument("--top-k", type=int, default=1)
+    predict.add_argument("--top-k", type=_positive_int, default=1)
     predict.set_defaults(func=_predict)
     sub.add_parser("hyperparameters", help="print the hyperparameter table (markdown)").set_defaults(
         func=_hyperparameters

@@ -1,0 +1,1 @@
+"""Texts -> labels with ONNX Runtime: encoding, the predictor (the Python API), the result cache. No torch."""

@@ -1,0 +1,1 @@
+"""``textclf train``: hyperparameters, data, the pretrained encoder, the loop, checkpoints, reports."""

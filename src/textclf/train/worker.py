@@ -1,0 +1,195 @@
+"""One training process: the pretrained model, fine-tuning, and on rank 0 the evaluation, export and reports.
+
+``textclf.train.job`` checks the input and starts one of these per GPU (or one on CPU) on every host.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from textclf.contract import opt_ml
+from textclf.contract.cpus import available_cpus
+from textclf.contract.metrics import format_metric
+from textclf.errors import EXIT_OK, UserError
+from textclf.export.gate import EvalSet
+from textclf.export.options import ExportOptions
+from textclf.export.pipeline import export_model_dir
+from textclf.model.encoding import TextEncoder
+from textclf.train import checkpoints, data, distributed, loop, pretrained, reports
+from textclf.train.checkpoints import TrainerState
+from textclf.train.distributed import Cluster, Worker
+from textclf.train.evaluation import EncodedSet, compute_metrics, confusion, encode_dataset, metric_lines, predict
+from textclf.train.hyperparameters import Hyperparameters
+from textclf.train.job import disk_full, fail, nearly_full, say
+from textclf.train.loop import TrainingRun
+from textclf.train.pretrained import LoadedModel
+
+
+def run_worker(worker: Worker, cluster: Cluster, hp: Hyperparameters, datasets: data.Datasets) -> int:
+    """One training process: train, and on rank 0 evaluate, save and export the best model."""
+    p = opt_ml.paths()
+    try:
+        with tempfile.TemporaryDirectory(prefix="textclf-") as work:
+            _train_and_export(worker, cluster, hp, datasets, p, Path(work))
+        return EXIT_OK
+    except Exception as exc:
+        return fail(exc, p)
+    finally:
+        distributed.shutdown()
+
+
+def _train_and_export(
+    worker: Worker, cluster: Cluster, hp: Hyperparameters, datasets: data.Datasets, p: opt_ml.Paths, work: Path
+) -> None:
+    started = time.monotonic()
+    threads = distributed.cpu_threads(hp.num_threads, cluster.procs_per_host, available_cpus())
+    torch.set_num_threads(threads)
+    if not sys.stdout.isatty():
+        transformers.utils.logging.disable_progress_bar()
+    distributed.init_process_group(cluster, worker)
+    host = cluster.hosts[cluster.host_rank]
+    say(f"rank {worker.rank}/{worker.world_size} on host {host}: device {worker.device}, {threads} CPU thread(s)")
+
+    transformers.set_seed(hp.seed)  # the new classification head is initialised alike on every rank
+    source = pretrained.resolve(hp.model_name_or_path, opt_ml.channels(p), work)
+    loaded = pretrained.load(source, datasets.label_map, hp.max_seq_length)
+    frozen = pretrained.freeze_layers(loaded.model, hp.freeze_layers)
+    if worker.is_main:
+        params = sum(t.numel() for t in loaded.model.parameters())
+        say(f"model: {type(loaded.model).__name__} from {source.description}, {params:,} parameters, {frozen:,} frozen")
+    backend = loaded.tokenizer.backend_tokenizer
+    # A copy: TextEncoder switches truncation and padding off, and the tokenizer is saved with the model.
+    encoder = TextEncoder(type(backend).from_str(backend.to_str()), hp.max_seq_length, hp.truncation,
+                          loaded.tokenizer.pad_token_id or 0)  # fmt: skip
+    label_map = datasets.label_map
+    train_set = encode_dataset(encoder, datasets.train, label_map)
+    validation_set = encode_dataset(encoder, datasets.validation, label_map)
+    per_epoch, total = loop.plan_steps(len(train_set), hp, worker.world_size)
+    identity = {
+        "train_data": data.fingerprint(datasets.train, label_map),
+        "validation_data": data.fingerprint(datasets.validation, label_map),
+        "labels": list(label_map.names),
+        "problem_type": hp.problem_type,
+        "model": source.description,
+        "world_size": worker.world_size,
+        "batch_size": hp.batch_size,
+        "gradient_accumulation_steps": hp.gradient_accumulation_steps,
+        "steps_per_epoch": per_epoch,
+        "total_steps": total,
+        "seed": hp.seed,
+        "max_seq_length": hp.max_seq_length,
+        "truncation": hp.truncation,
+    }
+    checkpoint_dir = opt_ml.checkpoint_dir(p)
+    run = loop.prepare(
+        hp, worker, loaded.model, encoder, loaded.input_names, label_map, train_set, validation_set,
+        checkpoint_dir, identity,
+    )  # fmt: skip
+    say(
+        f"rank {worker.rank}/{worker.world_size}: training on {math.ceil(len(train_set) / worker.world_size)} of "
+        f"{len(train_set)} examples per epoch; {per_epoch} steps per epoch, {total} steps in all"
+    )
+    state = loop.fit(run)
+    distributed.barrier(worker)
+    if not worker.is_main:
+        return
+    _finish(run, state, hp, datasets, loaded, encoder, p, work, time.monotonic() - started)
+
+
+def _finish(
+    run: TrainingRun,
+    state: TrainerState,
+    hp: Hyperparameters,
+    datasets: data.Datasets,
+    loaded: LoadedModel,
+    encoder: TextEncoder,
+    p: opt_ml.Paths,
+    work: Path,
+    train_seconds: float,
+) -> None:
+    """Rank 0: best weights -> final metrics (validation, test) -> HF staging dir -> export -> reports."""
+    label_map, model = datasets.label_map, run.raw_model
+    record = checkpoints.load_best(run.checkpoint_dir, model)
+    best_step = record["step"] if record else state.global_step
+
+    def evaluate(encoded: EncodedSet) -> tuple[dict, Any]:
+        rows = list(range(len(encoded)))
+        logits = predict(model, encoder, encoded, rows, run.input_names, run.device, hp.eval_batch_size, run.amp_dtype)
+        return compute_metrics(logits, encoded.labels, label_map, hp.multi_label_threshold), logits
+
+    validation_set = run.validation
+    validation, validation_logits = evaluate(validation_set)
+    test = None
+    if datasets.test is not None:
+        test, _ = evaluate(encode_dataset(encoder, datasets.test, label_map))
+        for line in metric_lines("test", test):
+            say(line)
+
+    hf_dir = work / "hf"
+    model.save_pretrained(str(hf_dir))  # transformers 5 writes safetensors only
+    loaded.tokenizer.save_pretrained(str(hf_dir))
+    flat = {f"validation_{k}": v for k, v in validation.items() if isinstance(v, float)}
+    flat.update({f"test_{k}": v for k, v in (test or {}).items() if isinstance(v, float)})
+    try:
+        export_metrics = _export(hf_dir, p.model_dir, hp, datasets, flat, loaded.source.description)
+    except Exception as exc:
+        # A full disk shows up as whatever the writer raises (OSError, onnx, torch): say what it was.
+        if isinstance(exc, UserError) or not (disk_full(exc) or nearly_full(p.model_dir)):
+            raise
+        reason = checkpoints.write_error("the model", p.model_dir, exc)
+        raise UserError(
+            f"{reason}; the fine-tuned weights stay in {run.checkpoint_dir} "
+            "(best-step-*.safetensors and the last checkpoint): free space and rerun to export them"
+        ) from exc
+    for name in ("int8_validation_accuracy", "int8_label_agreement"):
+        if name in export_metrics:
+            say(format_metric(name, float(export_metrics[name])))
+
+    out = p.output_data_dir
+    out.mkdir(parents=True, exist_ok=True)
+    matrix = confusion(validation_logits, validation_set.labels, label_map, hp.multi_label_threshold)
+    reports.plot_confusion_matrix(out / reports.CONFUSION_FILE, matrix, list(label_map.names),
+                                  f"validation, best model (step {best_step})")  # fmt: skip
+    reports.plot_learning_curve(out / reports.CURVE_FILE, state.history, hp.eval_metric)
+    objective = hp.objective_metric
+    reports.write_metrics(out, {
+        "objective": {"name": objective, "value": validation[hp.eval_metric]},
+        "labels": list(label_map.names),
+        "problem_type": hp.problem_type,
+        "best": {"step": best_step, "validation": validation},
+        "final": {"validation": validation, "test": test},
+        "test": test,
+        "export": export_metrics,
+        "history": state.history,
+        "training": {
+            "total_steps": run.total_steps, "steps_run": state.global_step - (run.resumed_from or 0),
+            "resumed_from_step": run.resumed_from, "epochs_completed": state.epoch, "world_size": run.worker.world_size,
+            "train_examples": len(run.train), "validation_examples": len(validation_set),
+            "validation_origin": datasets.validation_origin, "seconds": round(train_seconds, 1),
+            "hyperparameters": hp.model_dump(),
+        },
+    })  # fmt: skip
+    say(f"outputs written to {out} and the model to {p.model_dir}")
+    say(f"best model (step {best_step}) on validation:")
+    for line in metric_lines("validation", validation, last=hp.eval_metric):  # the objective last: tuners keep it
+        say(line)
+
+
+def _export(
+    hf_dir: Path, model_dir: Path, hp: Hyperparameters, datasets: data.Datasets, metrics: dict, source: str
+) -> dict[str, Any]:
+    """Turn the staging HF directory into the served model directory; returns the manifest's metrics."""
+    options = ExportOptions.from_hyperparameters(hp)
+    validation = datasets.validation
+    eval_set = EvalSet(texts=validation.texts, pairs=validation.pairs, labels=datasets.label_map.encode(validation))
+    manifest = export_model_dir(hf_dir, model_dir, options, eval_set=eval_set, metrics=metrics, source_model=source)
+    say(f"export: {manifest.precision} ONNX model written to {model_dir}")
+    return dict(manifest.metrics)
