@@ -1,6 +1,6 @@
 """Fixtures of the container tests: a dockerd of our own, the Debian base, the two images.
 
-See textclf_docker.py for how and why; the knobs (environment variables) are listed there.
+See tests/support/docker_engine.py for how and why; the knobs (environment variables) are listed there.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from textclf_docker import (
+
+from support.docker_engine import (
     BASE_IMAGE,
     CACHE_DIR,
     FULL_IMAGE,

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers.tiny_model import make_tiny_model, words_of
-from textclf_docker import CACHE_DIR, REPO_ROOT, RESULTS_FILE, Docker
+
+from support.docker_engine import CACHE_DIR, REPO_ROOT, RESULTS_FILE, Docker
+from support.tiny_model import make_tiny_model, words_of
 
 pytestmark = pytest.mark.container
 
@@ -167,7 +168,7 @@ def trained(docker: Docker, full_image: str, tmp_path_factory: pytest.TempPathFa
 
 
 def test_train_writes_a_model_and_reports_metrics(trained: TrainingJob) -> None:
-    from textclf.metric_definitions import metric_regex
+    from textclf.contract.metrics import metric_regex
 
     model_files = [p for p in (trained.ml / "model").rglob("*") if p.is_file()]
     assert any(p.suffix == ".onnx" for p in model_files), [p.name for p in model_files]

@@ -105,7 +105,7 @@ def test_demo_data_splits_are_balanced_and_disjoint() -> None:
 
 
 def test_local_test_config_is_shaped_like_sagemaker() -> None:
-    from textclf.hyperparameters import parse
+    from textclf.train.hyperparameters import parse
 
     config = LOCAL_TEST / "test_dir/input/config"
     hyperparameters = json.loads((config / "hyperparameters.json").read_text())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from textclf import artifact
+from textclf.contract import model_dir as artifact
 from textclf.errors import ArtifactError
 
 

@@ -8,7 +8,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BertTokenizer
 
-from textclf.encoding import TextEncoder
+from textclf.model.encoding import TextEncoder
 
 WORDS = "the a movie was great awful plot acting good bad not very really long short film story".split()
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from textclf import environment
+from textclf.contract import opt_ml as environment
 from textclf.errors import ConfigError
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from textclf.metric_definitions import METRIC_DEFINITIONS, METRIC_NAMES, OBJECTIVES, format_metric
+from textclf.contract.metrics import METRIC_DEFINITIONS, METRIC_NAMES, OBJECTIVES, format_metric
 
 
 @pytest.mark.parametrize("value", [0.9123, 1e-5, 3, 0.0, 12345.678])

@@ -1,11 +1,12 @@
-"""Session fixtures: tiny fine-tuned classifiers (see tiny_classifiers.py) and their exports."""
+"""Session fixtures: tiny fine-tuned classifiers (see tests/support/tiny_classifiers.py) and their exports."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from tiny_classifiers import Example, build_model, export_tiny, single_examples
+
+from support.tiny_classifiers import Example, build_model, export_tiny, single_examples
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,9 @@ import json
 import subprocess
 import sys
 
-from tiny_classifiers import LABELS, pair_examples, single_examples
-
-from textclf.artifact import read_manifest
+from support.tiny_classifiers import LABELS, pair_examples, single_examples
 from textclf.cli import main
+from textclf.contract.model_dir import read_manifest
 
 
 def _write_csv(path, rows, header):

@@ -8,14 +8,16 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from tiny_classifiers import LABELS, export_tiny, pair_examples, single_examples
-from torch_reference import torch_probs
 
-from textclf import export as export_module
-from textclf.artifact import FULL_PRECISION_DIR, MANIFEST_FILE, MODEL_FILE, read_manifest
+from support.tiny_classifiers import LABELS, export_tiny, pair_examples, single_examples
+from support.torch_reference import torch_probs
+from textclf.contract.model_dir import FULL_PRECISION_DIR, MANIFEST_FILE, MODEL_FILE, read_manifest
 from textclf.errors import ArtifactError, ConfigError, DataError, ModelLoadError, QualityGateError
-from textclf.export import EvalSet, ExportOptions, export_model_dir
-from textclf.predictor import Classifier
+from textclf.export import hf_model
+from textclf.export.gate import EvalSet
+from textclf.export.options import ExportOptions
+from textclf.export.pipeline import export_model_dir
+from textclf.model.predictor import Classifier
 
 
 def test_int8_agrees_with_pytorch_fp32_on_held_out_texts(bert_dir, bert_model_dir):
@@ -298,9 +300,9 @@ def test_optimize_option_fuses_before_quantizing(bert_dir, export_model):
 
 
 def test_model_max_length(bert_dir, tmp_path):
-    assert export_module.model_max_length(bert_dir) == 128  # max_position_embeddings of the tiny model
+    assert hf_model.model_max_length(bert_dir) == 128  # max_position_embeddings of the tiny model
     src = tmp_path / "src"
     shutil.copytree(bert_dir, src)
     tok = json.loads((src / "tokenizer_config.json").read_text())
     (src / "tokenizer_config.json").write_text(json.dumps(tok | {"model_max_length": 64}))
-    assert export_module.model_max_length(src) == 64
+    assert hf_model.model_max_length(src) == 64

@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
-from textclf.artifact import MANIFEST_FILE, MODEL_FILE, read_manifest
+from textclf.contract.model_dir import MANIFEST_FILE, MODEL_FILE, read_manifest
 from textclf.errors import ArtifactError
-from textclf.predictor import Classifier
+from textclf.model.predictor import Classifier
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_user_code_is_not_hashed(model_copy):
 
 
 def test_inputs_inconsistent_with_the_manifest_are_refused(model_copy):
-    from textclf.artifact import write_manifest
+    from textclf.contract.model_dir import write_manifest
 
     manifest = read_manifest(model_copy)
     manifest.model_inputs = ["input_ids", "attention_mask"]
@@ -79,7 +79,7 @@ def test_loading_for_serving_imports_neither_torch_nor_transformers(bert_model_d
     script = textwrap.dedent(
         f"""
         import sys
-        from textclf.predictor import Classifier
+        from textclf.model.predictor import Classifier
         classifier = Classifier.load({str(bert_model_dir)!r}, cache_size=8)
         print(classifier.predict(["the football match"])[0][0]["label"])
         heavy = sorted(m for m in ("torch", "transformers") if m in sys.modules)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_classifiers import FILLER, KEYWORDS, LABELS, multi_label_examples, single_examples
-from torch_reference import torch_probs
 
+from support.tiny_classifiers import FILLER, KEYWORDS, LABELS, multi_label_examples, single_examples
+from support.torch_reference import torch_probs
 from textclf.errors import RequestError
-from textclf.predictor import Classifier
+from textclf.model.predictor import Classifier
+from textclf.serve.codecs import JSON, Inputs
+from textclf.serve.rules import RuleSet
+from textclf.serve.service import InferenceService
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +22,7 @@ def classifier(bert_model_dir) -> Classifier:
 @pytest.fixture(scope="module")
 def fp32_dir(bert_dir, tmp_path_factory):
     """FP32 ONNX: close enough to PyTorch to compare probabilities, not only labels."""
-    from tiny_classifiers import export_tiny
+    from support.tiny_classifiers import export_tiny
 
     return export_tiny(bert_dir, tmp_path_factory.mktemp("fp32") / "m", None, precision="fp32")
 
@@ -82,15 +85,29 @@ def test_empty_request(classifier):
     [
         (lambda c: c.predict("one string"), "list of strings"),
         (lambda c: c.predict([1, 2]), "list of strings"),
-        (lambda c: c.predict(["a"], top_k=0), "top_k"),
-        (lambda c: c.predict(["a"], threshold=0.3), "multi-label models only"),
-        (lambda c: c.predict(["a"], ["b"]), "takes no text pairs"),
-        (lambda c: c.predict(["a"], sliding_window=True, stride=10_000), "stride"),
+        (lambda c: c.predict(["a"], ["b"]), "exactly when the model classifies text pairs"),
+        (lambda c: c.predict(["a"], batch_size=0), "batch_size"),
     ],
 )
-def test_bad_requests_are_request_errors(classifier, call, message):
-    with pytest.raises(RequestError, match=message):
+def test_broken_calls_are_value_errors(classifier, call, message):
+    """The predictor checks its calling contract; requests are checked by the service (below)."""
+    with pytest.raises(ValueError, match=message):
         call(classifier)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "attributes", "message"),
+    [
+        (Inputs(["a"], None, False, JSON, {"top_k": 0}), {}, "top_k"),
+        (Inputs(["a"], None, False, JSON, {"threshold": 0.3}), {}, "multi-label models only"),
+        (Inputs(["a"], ["b"], False, JSON), {}, "takes no text pairs"),
+        (Inputs(["a"], None, False, JSON), {"sliding_window": "true", "stride": "10000"}, "stride"),
+    ],
+)
+def test_bad_requests_are_request_errors_from_the_service(classifier, inputs, attributes, message):
+    service = InferenceService(classifier, RuleSet())
+    with pytest.raises(RequestError, match=message):
+        service.invoke(inputs, attributes, "request-id")
 
 
 def test_labels_and_manifest(classifier):
@@ -127,7 +144,7 @@ def test_sliding_window_averages_window_probabilities(fp32_dir, bert_dir):
 # -- multi-label --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def multi(multi_dir, tmp_path_factory) -> Classifier:
-    from tiny_classifiers import export_tiny
+    from support.tiny_classifiers import export_tiny
 
     return Classifier.load(export_tiny(multi_dir, tmp_path_factory.mktemp("multi") / "m", None))
 
@@ -157,7 +174,7 @@ def test_multi_label_thresholds(multi):
     everything = multi.predict(texts, top_k=None)
     assert all(len(r) == 3 for r in everything)
     with pytest.raises(RequestError, match="between 0 and 1"):
-        multi.predict(texts, threshold=1.5)
+        InferenceService(multi, RuleSet()).invoke(Inputs(texts, None, False, JSON, {"threshold": 1.5}), {}, "r")
 
 
 # -- cache --------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ asked boto3 to send.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-# `ops` is a top-level package of the repository, not an installed one: make it importable
-# (it wins over this tests/ops folder, which has no __init__.py).
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from ops_support import REGION, ROLE_NAME, TEST_CONFIG, Calls  # noqa: E402 (after the sys.path line)
+from support.aws import REGION, ROLE_NAME, TEST_CONFIG, Calls
 
 
 @pytest.fixture(autouse=True)

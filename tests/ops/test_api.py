@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 import pytest
 from botocore.stub import Stubber
 from cfnlint.decode import decode
-from ops_support import Calls
 
 from ops import api
 from ops.invoke import build_request
+from support.aws import Calls
 
 TEMPLATE_PARAMETERS = set(decode(str(api.TEMPLATE))[0]["Parameters"])
 

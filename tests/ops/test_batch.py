@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ops_support import SERVING_INSTANCE, Calls
 
 from ops import batch
 from ops.aws import OpsError
+from support.aws import SERVING_INSTANCE, Calls
 
 
 def test_transform_request(aws: Any, calls: Calls) -> None:

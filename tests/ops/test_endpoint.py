@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY, Stubber
-from ops_support import SERVING_INSTANCE, Calls, completed_training_job
 
 from ops import autoscaling, endpoint
 from ops.aws import OpsError
+from support.aws import SERVING_INSTANCE, Calls, completed_training_job
 
 ARN = "arn:aws:sagemaker:eu-west-1:000000000000"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_support import Calls
 
 from ops import channels, image
 from ops.aws import OpsError
+from support.aws import Calls
 
 FAKE_DOCKER = """#!/usr/bin/env python3
 import json, os, sys

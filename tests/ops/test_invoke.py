@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from ops_support import Calls
 
 from ops.aws import RUNTIME_READ_TIMEOUT_S, OpsError
 from ops.invoke import MAX_BODY_BYTES, build_request, invoke
+from support.aws import Calls
 
 
 def test_invoke_sends_json_and_passes_attributes(aws: Any, calls: Calls) -> None:

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from ops.training import MAX_METRICS, metric_definitions
-from textclf.metric_definitions import METRIC_NAMES, OBJECTIVES, format_metric
+from textclf.contract.metrics import METRIC_NAMES, OBJECTIVES, format_metric
 
 VALUES = [0.91234567, 1.0, 0.0, 2e-05, -0.5, 1234.5678, 3, 120]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ops_support import Calls, completed_training_job
 
 from ops import cli
 from ops.aws import Aws
+from support.aws import Calls, completed_training_job
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BUCKET = "s3://textclf-test-bucket"

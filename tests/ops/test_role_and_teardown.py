@@ -14,11 +14,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from cfnlint.decode import decode
-from ops_support import SERVING_INSTANCE, Calls
 
 from ops import api, cli, endpoint, image, role, teardown
 from ops.aws import Aws, OpsError
 from ops.config import load
+from support.aws import SERVING_INSTANCE, Calls
 
 ROLE_TEMPLATE = Path(__file__).resolve().parents[2] / "ops" / "role.yaml"
 ROLE_STACK = "textclf-sagemaker-role"

@@ -6,12 +6,12 @@ import re
 from typing import Any
 
 import pytest
-from ops_support import TRAINING_INSTANCE, Calls, completed_training_job
 
 from ops import training
 from ops.aws import OpsError
 from ops.config import ConfigError
-from textclf.metric_definitions import METRIC_DEFINITIONS, format_metric
+from support.aws import TRAINING_INSTANCE, Calls, completed_training_job
+from textclf.contract.metrics import METRIC_DEFINITIONS, format_metric
 
 
 def test_request_sent_to_sagemaker(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:

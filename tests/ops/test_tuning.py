@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from ops_support import Calls
 
 from ops import tuning
 from ops.config import ConfigError
-from textclf.metric_definitions import METRIC_DEFINITIONS, OBJECTIVES, format_metric
+from support.aws import Calls
+from textclf.contract.metrics import METRIC_DEFINITIONS, OBJECTIVES, format_metric
 
 
 def test_request_sent_to_sagemaker(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:

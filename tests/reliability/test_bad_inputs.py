@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers.reliability import Answer, Ledger, exchange, http_request, ledger_for
-from serve_helpers import ServeProcess, make_sm_root
+
+from support.reliability import Answer, Ledger, exchange, http_request, ledger_for
+from support.serving import ServeProcess, make_sm_root
 
 SLOW_TIMEOUT_S = 2  # TEXTCLF_CLIENT_BODY_TIMEOUT and TEXTCLF_CLIENT_HEADER_TIMEOUT for this stack
 CA = "X-Amzn-SageMaker-Custom-Attributes"

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.reliability import exchange, http_request
-from serve_helpers import ServeProcess, make_sm_root
 
-from textclf.app import create_app
-from textclf.server import gunicorn_command, render_nginx_conf, template_text
-from textclf.serving_settings import ServingSettings
+from support.reliability import exchange, http_request
+from support.serving import ServeProcess, make_sm_root
+from textclf.serve.app import create_app
+from textclf.serve.settings import ServingSettings
+from textclf.serve.supervisor import gunicorn_command, render_nginx_conf, template_text
 
 ROUTES = {"/ping": {"GET", "HEAD"}, "/execution-parameters": {"GET", "HEAD"}, "/invocations": {"POST"}}
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]

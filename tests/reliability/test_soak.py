@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.reliability import Ledger, ledger_for, mixed_bodies, percentile, process_group, rss_kib, run_load
-from serve_helpers import ServeProcess, make_sm_root
+
+from support.reliability import Ledger, ledger_for, mixed_bodies, percentile, process_group, rss_kib, run_load
+from support.serving import ServeProcess, make_sm_root
 
 SECONDS = float(os.environ.get("TEXTCLF_SOAK_SECONDS", "15"))
 WARMUP_S = 3.0

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from textclf import codecs
-from textclf.codecs import CSV, JSON, JSONLINES, TEXT, decode, encode, negotiate, request_type
 from textclf.errors import RequestError
+from textclf.serve import codecs
+from textclf.serve.codecs import CSV, JSON, JSONLINES, TEXT, decode, encode, negotiate, request_type
 
 
 def _error(fn, *args) -> RequestError:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers.reliability import Ledger, ledger_for, mixed_bodies, process_group, run_load, sentence
-from serve_helpers import ServeProcess, make_sm_root
 
-from textclf.artifact import MANIFEST_FILE, Manifest, read_manifest, write_manifest
+from support.reliability import Ledger, ledger_for, mixed_bodies, process_group, run_load, sentence
+from support.serving import ServeProcess, make_sm_root
+from textclf.contract.model_dir import MANIFEST_FILE, Manifest, read_manifest, write_manifest
 
 VALID = json.dumps({"inputs": "a good film"}).encode()
 

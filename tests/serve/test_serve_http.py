@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from serve_helpers import SINGLE_LABELS, WORDS, ServeProcess, make_sm_root
 
-from textclf.predictor import Classifier
+from support.serving import SINGLE_LABELS, WORDS, ServeProcess, make_sm_root
+from textclf.model.predictor import Classifier
 
 MODEL_RULES = """
     import time
 
-    from textclf.rules import RuleRejection
+    from textclf.errors import RuleRejection
 
 
     def before(texts, context):

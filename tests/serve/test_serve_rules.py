@@ -9,19 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from textclf.codecs import CSV, JSON, Inputs
-from textclf.errors import ConfigError, RequestError
-from textclf.rules import (
+from textclf.errors import ConfigError, RequestError, RuleRejection
+from textclf.serve.codecs import CSV, JSON, Inputs
+from textclf.serve.rules import (
     DeclarativeRules,
     HookContractError,
     RuleContext,
-    RuleRejection,
     RuleSet,
     RulesLoadError,
     load_file,
     load_spec,
 )
-from textclf.service import (
+from textclf.serve.service import (
     InferenceService,
     PredictionParameters,
     format_custom_attributes,
@@ -201,6 +200,9 @@ def test_bad_parameters_are_400_naming_the_key(body: dict, attributes: dict, fra
 
 class _Model:
     labels = LABELS
+    problem_type = "single_label"
+    text_pair = False
+    max_stride = 126
 
     def __init__(self) -> None:
         self.calls: list[dict] = []
@@ -215,7 +217,7 @@ def test_service_flow_and_limits(tmp_path: Path) -> None:
         _write(
             tmp_path / "flow_rules.py",
             """
-            from textclf.rules import RuleRejection
+            from textclf.errors import RuleRejection
 
             def before(texts, context):
                 if "secret" in texts:

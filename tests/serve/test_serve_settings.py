@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from textclf.contract.cpus import available_cpus, cgroup_cpu_limit
 from textclf.errors import ConfigError
-from textclf.server import find_nginx, gunicorn_command, render_nginx_conf, template_text
-from textclf.serving_settings import ServingSettings, available_cpus, cgroup_cpu_limit
+from textclf.serve.settings import ServingSettings
+from textclf.serve.supervisor import find_nginx, gunicorn_command, render_nginx_conf, template_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -171,5 +172,5 @@ def test_gunicorn_command(tmp_path: Path) -> None:
     assert "--no-control-socket" in joined
     graceful = int(cmd[cmd.index("--graceful-timeout") + 1])
     assert graceful < 30  # SageMaker's SIGKILL comes 30 s after SIGTERM
-    assert cmd[-1] == "textclf.app:create_app()"  # the app (and model) is built in each worker
+    assert cmd[-1] == "textclf.serve.app:create_app()"  # the app (and model) is built in each worker
     assert shutil.which(cmd[0])

@@ -1,13 +1,13 @@
-"""Fixtures for ``train`` tests (helpers live in ``support``)."""
+"""Fixtures for ``train`` tests (helpers live in ``support.training``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from helpers.tiny_model import make_tiny_model
 
-from .support import ALL_WORDS, FAST_HYPERPARAMETERS, SageMakerTree, keyword_rows, new_tree, write_csv
+from support.tiny_model import make_tiny_model
+from support.training import ALL_WORDS, FAST_HYPERPARAMETERS, SageMakerTree, keyword_rows, new_tree, write_csv
 
 
 @pytest.fixture(scope="session")

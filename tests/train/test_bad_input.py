@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from textclf import environment, train_job
-
-from .support import SageMakerTree, keyword_rows, write_csv
+from support.training import SageMakerTree, keyword_rows, write_csv
+from textclf import errors
+from textclf.contract import opt_ml as environment
+from textclf.train import job as train_job
 
 
 def failure_reason(sm: SageMakerTree, result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == train_job.EXIT_USER_ERROR, result.stdout + result.stderr
+    assert result.returncode == errors.EXIT_USER_ERROR, result.stdout + result.stderr
     assert sm.failure.is_file()
     reason = sm.failure.read_text(encoding="utf-8").splitlines()[0]
     assert not reason.startswith("Traceback")
@@ -133,6 +134,6 @@ def test_unexpected_error_reports_type_and_message_first(tmp_path: Path) -> None
     except RuntimeError as exc:
         code = train_job.fail(exc, p)
     lines = p.failure_file.read_text().splitlines()
-    assert code == train_job.EXIT_BUG
+    assert code == errors.EXIT_BUG
     assert lines[0] == "RuntimeError: something broke badly"
     assert any(line.startswith("Traceback") for line in lines[1:])

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from textclf import train_job
-
-from .support import (
+from support.training import (
     SageMakerTree,
     checkpoint_state,
     complete_checkpoints,
@@ -21,6 +19,7 @@ from .support import (
     start_logged,
     wait_until,
 )
+from textclf import errors
 
 
 @pytest.fixture
@@ -51,7 +50,7 @@ def test_a_damaged_checkpoint_is_named_and_skipped_and_none_usable_fails(
     for checkpoint in complete_checkpoints(broken.checkpoints):
         corrupt(checkpoint / "optimizer.pt")
     result = broken.run()
-    assert result.returncode == train_job.EXIT_USER_ERROR, result.stdout + result.stderr
+    assert result.returncode == errors.EXIT_USER_ERROR, result.stdout + result.stderr
     reason = broken.failure.read_text().splitlines()[0]
     assert reason.startswith(f"no usable checkpoint in {broken.checkpoints}: "), reason
     assert "optimizer.pt does not match its recorded sha256" in reason

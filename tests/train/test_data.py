@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from textclf import data
-from textclf.data import Columns, LabelMap, TextDataset
 from textclf.errors import DataError
-from textclf.hyperparameters import parse
+from textclf.train import data
+from textclf.train.data import Columns, LabelMap, TextDataset
+from textclf.train.hyperparameters import parse
 
 COLUMNS = Columns("text", "", "label")
 

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from textclf import train_job
-
-from .support import (
+from support.training import (
     SageMakerTree,
     checkpoint_state,
     complete_checkpoints,
@@ -31,6 +29,7 @@ from .support import (
     wait_until,
     write_csv,
 )
+from textclf import errors
 
 TOTAL_STEPS = 2 * 38  # 2 epochs of ceil(600 / 16) steps
 
@@ -84,7 +83,7 @@ def test_disk_full_while_checkpointing_fails_clearly_and_the_last_checkpoint_res
         filler = fill(sm.checkpoints)
         code = proc.wait(timeout=240)
         output = (tmp_path / "full.log").read_text()
-        assert code == train_job.EXIT_USER_ERROR, output
+        assert code == errors.EXIT_USER_ERROR, output
 
         reason = sm.failure.read_text().splitlines()[0]
         assert re.match(r"cannot write (checkpoint step-\d+|the best weights) to \S+: ", reason), reason
@@ -118,7 +117,7 @@ def test_disk_full_while_writing_the_model_fails_clearly_and_a_rerun_exports(
     sm = long_sm
     with tmpfs(sm.model_dir, "64k"):  # the tiny model's ONNX file alone is larger
         result = sm.run()
-        assert result.returncode == train_job.EXIT_USER_ERROR, result.stdout + result.stderr
+        assert result.returncode == errors.EXIT_USER_ERROR, result.stdout + result.stderr
         reason = sm.failure.read_text().splitlines()[0]
         assert reason.startswith(f"cannot write the model to {sm.model_dir}: "), reason
         assert "the fine-tuned weights stay in" in reason, reason
@@ -137,6 +136,6 @@ def test_disk_full_while_writing_the_model_fails_clearly_and_a_rerun_exports(
     assert f"resumed from step {TOTAL_STEPS} " in result.stdout
     done = report(sm)
     assert done["training"]["steps_run"] == 0
-    from textclf.artifact import read_manifest
+    from textclf.contract.model_dir import read_manifest
 
     assert read_manifest(sm.model_dir, verify=True).labels == done["labels"]

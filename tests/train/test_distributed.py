@@ -2,7 +2,7 @@
 ``resourceconfig.json`` names it ``algo-1`` or ``algo-2``, meet over gloo and train one model.
 
 ``algo-1`` does not resolve here, so ``TEXTCLF_MASTER_ADDR=127.0.0.1`` (documented in
-``textclf.distributed``) stands in for the DNS lookup of ``hosts[0]``; the interface SageMaker would
+``textclf.train.distributed``) stands in for the DNS lookup of ``hosts[0]``; the interface SageMaker would
 name (``eth0``) is ``lo``. Only rank 0 (``algo-1``) may write the model, the outputs and checkpoints.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .support import (
+from support.training import (
     FAST_HYPERPARAMETERS,
     SageMakerTree,
     complete_checkpoints,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from textclf.errors import ConfigError
-from textclf.hyperparameters import Hyperparameters, markdown_table, parse
+from textclf.train.hyperparameters import Hyperparameters, markdown_table, parse
 
 
 def test_defaults_without_any_hyperparameter() -> None:

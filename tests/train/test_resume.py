@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from textclf import train_job
-
-from .support import (
+from support.training import (
     RESUME_STEPS_PER_EPOCH,
     SageMakerTree,
     checkpoint_state,
@@ -28,6 +26,7 @@ from .support import (
     start_logged,
     wait_until,
 )
+from textclf import errors
 
 STEPS_PER_EPOCH = RESUME_STEPS_PER_EPOCH
 TOTAL_STEPS = 2 * STEPS_PER_EPOCH
@@ -103,7 +102,7 @@ def test_sigterm_saves_a_checkpoint_exits_143_and_the_rerun_resumes(
     wait_until(lambda: complete_checkpoints(sm.checkpoints), proc, "a checkpoint")  # training is under way
     proc.send_signal(signal.SIGTERM)
     # SageMaker sends SIGKILL 120 s after SIGTERM: the job must be gone well before.
-    assert proc.wait(timeout=110) == train_job.EXIT_STOPPED == 143, log.read_text()
+    assert proc.wait(timeout=110) == errors.EXIT_STOPPED == 143, log.read_text()
 
     output = log.read_text()
     assert "signal SIGTERM received: checkpointing at the next step boundary" in output
@@ -131,7 +130,7 @@ def test_sigterm_before_training_stops_at_once_with_143(base_tree: SageMakerTree
     proc = start_logged(sm, log)
     wait_until(lambda: "data: validation from" in log.read_text(), proc, "the data summary")  # before torch loads
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=110) == train_job.EXIT_STOPPED, log.read_text()
+    assert proc.wait(timeout=110) == errors.EXIT_STOPPED, log.read_text()
     reason = sm.failure.read_text().splitlines()[0]
     # Usually before training (nothing to save); on a fast machine the loop may have begun and saved a step.
     if reason.startswith("stopped by SIGTERM before training started"):

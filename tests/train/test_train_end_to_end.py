@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from textclf.metric_definitions import METRIC_DEFINITIONS
-
-from .support import FAST_HYPERPARAMETERS, KEYWORDS, SageMakerTree, new_tree, write_jsonl
+from support.training import FAST_HYPERPARAMETERS, KEYWORDS, SageMakerTree, new_tree, write_jsonl
+from textclf.contract.metrics import METRIC_DEFINITIONS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METRIC_LINE = re.compile(r"^([a-z0-9_.\-A-Z]+)=([^;]*);$")
@@ -82,7 +81,7 @@ def test_train_learns_and_writes_every_output(sm: SageMakerTree) -> None:
     assert report["training"]["total_steps"] == history[-1]["step"]
 
     # The served model directory, with the label map and the input contract.
-    from textclf.artifact import read_manifest
+    from textclf.contract.model_dir import read_manifest
 
     manifest = read_manifest(sm.model_dir, verify=True)
     assert manifest.labels == sorted(KEYWORDS)
@@ -135,7 +134,7 @@ def test_multi_label_text_pairs_from_jsonl_with_a_split(tmp_path: Path, tiny_enc
     # evaluations every 30 steps plus each epoch end: more evaluations than epochs
     assert len(report["history"]) > 8
 
-    from textclf.artifact import read_manifest
+    from textclf.contract.model_dir import read_manifest
 
     manifest = read_manifest(sm.model_dir, verify=True)
     assert (manifest.problem_type, manifest.text_pair, manifest.labels) == ("multi_label", True, sorted(KEYWORDS))

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textclf.encoding import Encoded, TextEncoder
-from textclf.onnx_export import model_input_names
-from textclf.predictor import probabilities
+from textclf.export.onnx_graph import model_input_names
+from textclf.model.encoding import Encoded, TextEncoder
+from textclf.model.prediction import probabilities
 
 
 @cache

@@ -151,7 +151,7 @@ def build_model(
 
 
 def eval_set_of(examples: list[Example]):
-    from textclf.export import EvalSet
+    from textclf.export.gate import EvalSet
 
     pairs = [e.pair for e in examples] if examples[0].pair is not None else None
     return EvalSet([e.text for e in examples], pairs, [e.label for e in examples])  # type: ignore[arg-type]
@@ -159,7 +159,8 @@ def eval_set_of(examples: list[Example]):
 
 def export_tiny(hf_dir: Path, out: Path, examples: list[Example] | None, **options) -> Path:
     """Export with the tests' max_seq_length, the gate run on ``examples`` when given."""
-    from textclf.export import ExportOptions, export_model_dir
+    from textclf.export.options import ExportOptions
+    from textclf.export.pipeline import export_model_dir
 
     opts = ExportOptions(max_seq_length=MAX_LEN, **options)
     export_model_dir(hf_dir, out, opts, eval_set_of(examples) if examples else None, source_model="tiny-test")

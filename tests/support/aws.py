@@ -1,5 +1,5 @@
-"""What the ops tests share besides fixtures: the test config, instance types, a recorder of AWS
-requests and a completed training job. Its own module name: every test folder has a ``conftest``."""
+"""What the ops tests share besides fixtures (those are in tests/ops/conftest.py): the test config,
+instance types, a recorder of AWS requests and a completed training job."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Support for ``train`` tests: a learnable synthetic data set, an /opt/ml tree, and a runner.
+"""Helpers of the ``train`` tests: a learnable synthetic data set, an /opt/ml tree, and a runner.
 
 The data set is "keywords -> labels": every text is filler words plus one or two keywords of its
 class, so a tiny BERT trained from scratch learns it in a few hundred steps, and held-out accuracy

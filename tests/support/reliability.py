@@ -1,10 +1,8 @@
-"""Shared pieces of the reliability suites (tests/reliability, tests/serve/test_serve_faults.py) and of
-bench/soak.py: a ledger of what was tried and how it ended, printed in pytest's terminal summary; a
-raw-socket HTTP exchange for requests no HTTP library will send; process-group inspection; a mixed,
-verified load generator.
+"""Shared pieces of the reliability suites (tests/reliability, tests/serve/test_serve_faults.py).
 
-Named for what it holds, not ``conftest``: pytest puts every test folder on sys.path, so helper
-modules need unique names.
+A ledger of what was tried and how it ended, printed in pytest's terminal summary; a raw-socket HTTP
+exchange for requests no HTTP library will send; process-group inspection; a mixed, verified load
+generator.
 """
 
 from __future__ import annotations
@@ -340,8 +338,9 @@ def percentile(samples: Sequence[float], q: float) -> float:
 # -- a model for the suites that do not have the serve tests' fixtures -------------------------------
 def export_tiny_model(work: Path, labels: Sequence[str] = ("negative", "neutral", "positive")) -> Path:
     """A really exported INT8 model directory of a tiny random BERT (PyTorch -> ONNX -> INT8 -> manifest)."""
-    from helpers.tiny_model import DEFAULT_WORDS, make_tiny_model
-    from textclf.export import ExportOptions, export_model_dir
+    from support.tiny_model import DEFAULT_WORDS, make_tiny_model
+    from textclf.export.options import ExportOptions
+    from textclf.export.pipeline import export_model_dir
 
     words = sorted({*DEFAULT_WORDS, *WORDS})
     hf = make_tiny_model(work / "hf", labels=list(labels), words=words, seed=3)

@@ -1,4 +1,4 @@
-"""Docker engine helpers for the container tests (the fixtures are in conftest.py).
+"""Docker engine helpers for the container tests (the fixtures are in tests/container/conftest.py).
 
 A real Docker engine, with nothing installed by the tests themselves.
 

@@ -1,5 +1,5 @@
-"""Helpers for the serving tests: tiny-model constants, SM_ROOT trees, and the real ``textclf serve``
-(nginx -> gunicorn -> Flask -> onnxruntime) run as a child process.
+"""Helpers for the serving tests: tiny-model constants, really exported tiny models, SM_ROOT trees,
+and the real ``textclf serve`` (nginx -> gunicorn -> Flask -> onnxruntime) run as a child process.
 
 Each stack runs in its own session (process group), so ``kill()`` takes nginx, gunicorn and all
 their workers down even if a test fails half-way; stdout and stderr go to files (opened for
@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import requests
-from helpers.tiny_model import DEFAULT_WORDS
+
+from support.tiny_model import DEFAULT_WORDS, make_tiny_model
 
 SINGLE_LABELS = ["negative", "neutral", "positive"]
 MULTI_LABELS = ["sports", "politics", "tech", "health"]
@@ -28,6 +29,33 @@ EXTRA_WORDS = "team game vote law phone code doctor sleep win lose new old fast 
 WORDS = [*DEFAULT_WORDS, *EXTRA_WORDS]
 
 CLEARED_PREFIXES = ("SAGEMAKER_", "TEXTCLF_", "MODEL_SERVER_")
+
+
+def sharpen_head(hf_dir: Path, factor: float = 60.0) -> None:
+    """Scale the random classifier head so that scores spread out (a fresh head gives near-uniform
+    probabilities, where comparisons of labels and scores would prove little)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(hf_dir)
+    with torch.no_grad():
+        model.classifier.weight.mul_(factor)
+        model.classifier.bias.normal_(0.0, 0.5)
+    model.save_pretrained(hf_dir)
+
+
+def export_serving_model(work: Path, name: str, labels: list[str], **options: object) -> Path:
+    """A tiny random BERT over ``WORDS`` with a sharpened head, exported to INT8 as ``work/name``
+    (``multi_label=True`` for a multi-label model; other ``options`` go to ``ExportOptions``)."""
+    from textclf.export.options import ExportOptions
+    from textclf.export.pipeline import export_model_dir
+
+    problem_type = "multi_label" if options.pop("multi_label", False) else "single_label"
+    hf = make_tiny_model(work / f"hf-{name}", labels=labels, words=WORDS, problem_type=problem_type, seed=3)
+    sharpen_head(hf)
+    out = work / name
+    export_model_dir(hf, out, ExportOptions(keep_full_precision=False, max_seq_length=64, **options))  # type: ignore[arg-type]
+    return out
 
 
 def make_sm_root(model_dir: Path, root: Path, rules_code: str | None = None) -> Path:

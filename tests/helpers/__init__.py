@@ -1,1 +1,0 @@
-"""Shared test helpers (tiny models, tokenizers, data): importable as ``helpers.*`` via tests/conftest.py."""
