@@ -52,4 +52,4 @@ readme-tables:
 	$(BIN)/python scripts/readme_tables.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -201,15 +201,12 @@ def fmt(value: Any) -> str:
 
 
 # -- statistics ------------------------------------------------------------------------------------
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100); NaN for no samples."""
-    if not samples:
-        return float("nan")
-    s = sorted(samples)
-    k = (len(s) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+def percentile(samples: Sequence[float], q: int) -> float:
+    """The ``q``-th percentile (1..99), interpolated between the nearest two samples like numpy's
+    default (``statistics.quantiles``' inclusive method); NaN for no samples."""
+    if len(samples) < 2:
+        return float(samples[0]) if samples else float("nan")
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
 
 
 def summarize_ms(samples_s: Sequence[float]) -> dict[str, float]:
@@ -360,7 +357,8 @@ def hf_classifier(name: str, work: Path = WORK_DIR, num_labels: int = 2, seed: i
 
 def export_dir(hf_dir: Path, precision: str, work: Path = WORK_DIR, max_seq_length: int = 512) -> Path:
     """The product's model directory for ``hf_dir`` (``textclf export``), cached by name+precision+length."""
-    from textclf.export import ExportOptions, export_model_dir
+    from textclf.export.options import ExportOptions
+    from textclf.export.pipeline import export_model_dir
 
     out = work / "models" / f"{hf_dir.name.removesuffix('-hf')}-{precision}-{max_seq_length}"
     if (out / "manifest.json").is_file() and (out / "model.onnx").is_file():
@@ -368,6 +366,27 @@ def export_dir(hf_dir: Path, precision: str, work: Path = WORK_DIR, max_seq_leng
     # keep_full_precision=False: no copy of the HF weights in hf/, not needed to time the model
     options = ExportOptions(precision=precision, max_seq_length=max_seq_length, keep_full_precision=False)
     export_model_dir(hf_dir, out, options)
+    return out
+
+
+def tiny_bert(out: Path, words: Iterable[str], num_labels: int = 3, seed: int = 3) -> Path:
+    """A tiny random BERT classifier (2 layers, hidden 32, 128 positions) whose uncased WordPiece
+    vocabulary is ``words``, cached in ``out``. Needs no download; a server running it spends its
+    time around the model, not in it (bench/soak.py)."""
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return out
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    tokens = dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
+    labels = {i: f"LABEL_{i}" for i in range(num_labels)}
+    shape = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    config = BertConfig(vocab_size=len(tokens), max_position_embeddings=128, id2label=labels, **shape)
+    torch.manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(out))
+    BertForSequenceClassification(config).save_pretrained(str(out))
     return out
 
 

@@ -8,8 +8,8 @@ noise of this shared machine falls on all of them alike.
 - ``torch``: what a plain transformers user runs: the fast tokenizer + ``AutoModelForSequenceClassification``
   in FP32, ``torch.inference_mode``; padding to the longest text of the call (dynamic inputs) or to
   128 (``pad128``).
-- ``ort-fp32`` / ``ort-int8``: the product: a model directory written by ``textclf.export`` and run by
-  ``textclf.predictor.Classifier`` (dynamic padding, length-sorted micro-batches). For ``pad128`` the
+- ``ort-fp32`` / ``ort-int8``: the product: a model directory written by ``textclf.export.pipeline`` and run by
+  ``textclf.model.predictor.Classifier`` (dynamic padding, length-sorted micro-batches). For ``pad128`` the
   product's encoder output is padded to 128 and fed to the Classifier's session.
 
 Tokenization is inside the timed call for every runtime. Inputs: ``sst2`` (SST-2 dev sentences,
@@ -75,8 +75,9 @@ class Runner:
             self.tok = AutoTokenizer.from_pretrained(str(model.hf_dir))
             self.model = AutoModelForSequenceClassification.from_pretrained(str(model.hf_dir)).eval()
         else:
-            from textclf.encoding import TextEncoder
-            from textclf.predictor import Classifier, probabilities
+            from textclf.model.encoding import TextEncoder
+            from textclf.model.prediction import probabilities
+            from textclf.model.predictor import Classifier
 
             self.clf = Classifier.load(model_dirs[runtime], threads=threads, verify=False)
             self.probabilities = probabilities
@@ -112,7 +113,7 @@ class Runner:
 
 
 def token_lengths(texts: Sequence[str], model_dir: Path, max_length: int) -> list[int]:
-    from textclf.encoding import TextEncoder
+    from textclf.model.encoding import TextEncoder
 
     enc = TextEncoder.from_dir(model_dir, max_length, "head")
     return [len(e.ids) for e in enc.encode(list(texts))]
@@ -183,7 +184,7 @@ def main() -> None:
     peaks = peak_mod.peaks(peak_rows)
     print(peak_mod.table(peak_rows), flush=True)
 
-    from textclf.export import model_max_length
+    from textclf.export.hf_model import model_max_length
 
     rows: list[dict[str, Any]] = []
     models_meta: dict[str, Any] = {}

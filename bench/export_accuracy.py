@@ -2,7 +2,7 @@
 
 Takes a Hugging Face sequence-classification directory — by default the MiniLM that
 ``bench/quality.py --datasets sst2`` fine-tuned on SST-2 (its ``/opt/ml/model/hf``) — and, through
-the product's own exporter (``textclf.export.export_model_dir``, the code ``train`` runs):
+the product's own exporter (``textclf.export.pipeline.export_model_dir``, the code ``train`` runs):
 
 - exports it to INT8 and to FP32 ONNX model directories, each behind the accuracy gate, on
   SST-2 dev (872 sentences, ``max_seq_length`` 128, head truncation) and on the IMDB test subset
@@ -38,7 +38,9 @@ def labelled(path: Path, text_key: str) -> tuple[list[str], list[int]]:
 
 
 def export_with_gate(hf: Path, out: Path, precision: str, texts: list[str], labels: list[int], **opts: Any) -> dict:
-    from textclf.export import EvalSet, ExportOptions, export_model_dir
+    from textclf.export.gate import EvalSet
+    from textclf.export.options import ExportOptions
+    from textclf.export.pipeline import export_model_dir
 
     options = ExportOptions(precision=precision, keep_full_precision=False, max_accuracy_drop=100.0, **opts)
     manifest = export_model_dir(hf, out, options, eval_set=EvalSet(texts, None, labels))
@@ -59,9 +61,9 @@ def single_text_latency(hf: Path, model_dir: Path, texts: list[str], threads: in
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from textclf.encoding import TextEncoder
-    from textclf.onnx_export import model_input_names
-    from textclf.predictor import Classifier
+    from textclf.export.onnx_graph import model_input_names
+    from textclf.model.encoding import TextEncoder
+    from textclf.model.predictor import Classifier
 
     torch.set_num_threads(threads)
     model = AutoModelForSequenceClassification.from_pretrained(hf).eval()

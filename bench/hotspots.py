@@ -36,12 +36,12 @@ import server_load as sl
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("model: onnxruntime session.run", ("onnxruntime_inference_collection.py",)),
     ("model: torch forward", ("torch/nn/", "transformers/models/")),
-    ("tokenize", ("textclf/encoding.py", "tokenizers/", "transformers/tokenization")),
-    ("predictor (pad, softmax, sort)", ("textclf/predictor.py", "numpy/")),
-    ("JSON codecs", ("textclf/codecs.py", "json/")),
-    ("request log", ("textclf/request_log.py", "logging/")),
-    ("service + rules", ("textclf/service.py", "textclf/rules.py")),
-    ("Flask/werkzeug", ("flask/", "werkzeug/", "seed_flask_app.py", "textclf/app.py")),
+    ("tokenize", ("textclf/model/encoding.py", "tokenizers/", "transformers/tokenization")),
+    ("predictor (pad, softmax, sort)", ("textclf/model/predictor.py", "textclf/model/prediction.py", "numpy/")),
+    ("JSON codecs", ("textclf/serve/codecs.py", "json/")),
+    ("request log", ("textclf/serve/request_log.py", "logging/")),
+    ("service + rules", ("textclf/serve/service.py", "textclf/serve/rules.py")),
+    ("Flask/werkzeug", ("flask/", "werkzeug/", "seed_flask_app.py", "textclf/serve/app.py", "textclf/serve/routes.py")),
     ("gunicorn (HTTP parse, socket I/O)", ("gunicorn/", "selectors.py", "socket.py")),
 ]
 
@@ -51,7 +51,8 @@ def stages(model_dir: Path, requests: list[list[str]], n: int) -> dict[str, Any]
     """Per-request time in each stage of ``Classifier.predict`` (one ORT thread), over ``n`` requests."""
     import numpy as np
 
-    from textclf.predictor import Classifier, probabilities
+    from textclf.model.prediction import probabilities
+    from textclf.model.predictor import Classifier
 
     clf = Classifier.load(model_dir, threads=1, verify=False)
     clf.warmup()
@@ -111,7 +112,7 @@ def ort_ops(model_dir: Path, requests: list[list[str]], n: int, tmp: Path) -> di
 
     import onnxruntime as ort
 
-    from textclf.encoding import TextEncoder
+    from textclf.model.encoding import TextEncoder
 
     enc = TextEncoder.from_dir(model_dir, 128, "head")
     options = ort.SessionOptions()

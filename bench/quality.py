@@ -41,7 +41,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl
 
 QUALITY_WORK = bl.WORK_DIR / "quality"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: every speed benchmark, one after another (never two at once: they share the cores),
-# then the README table. Each script writes bench/results/<name>.json and .md with the exact command,
-# the date, the machine and the load average at start and end.
+# then the tables in bench/README.md (make readme-tables). Each script writes bench/results/<name>.json
+# and .md with the exact command, the date, the machine and the load average at start and end.
 #
 # The sizes below are what fits in about an hour on 2 shared cores (request counts and time budgets
 # are bounded; every result file says how many calls each figure rests on). BENCH_SCALE=2 doubles
@@ -74,4 +74,5 @@ if want profile; then
         --stage-requests "$(s 200)"
 fi
 
-"${PY}" bench/make_readme_table.py
+# the generated blocks: bench/README.md from bench/results/*.json (and the top README's hyperparameter table)
+"${PY}" scripts/readme_tables.py

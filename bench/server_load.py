@@ -349,12 +349,25 @@ def label_gunicorn(procs: list[dict[str, Any]]) -> None:
             p["role"] = "gunicorn worker" if ppid in pids and parent_is_gunicorn else "gunicorn master"
 
 
-def start_textclf(root: Path, port: int, workers: int, log: Path, name: str = "textclf") -> Server:
-    env = os.environ | {
+def sm_root(model: Path, root: Path) -> Path:
+    """A fresh SM_ROOT at ``root`` whose ``model/`` links to the model directory ``model``."""
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    (root / "model").symlink_to(model.resolve())
+    return root
+
+
+def start_textclf(
+    root: Path, port: int, workers: int, log: Path, name: str = "textclf", extra_env: dict[str, str] | None = None
+) -> Server:
+    """``textclf serve`` on the SM_ROOT ``root``; ``extra_env``: more variables, e.g. ``TEXTCLF_*`` settings."""
+    env = {
+        **os.environ,
         "SM_ROOT": str(root),
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        **(extra_env or {}),
     }
     t = time.monotonic()
     proc = subprocess.Popen(
@@ -407,7 +420,7 @@ def start_hf(hf_dir: Path, port: int, workers: int, log: Path, work: Path) -> Se
 
 # -- the bare predictor ------------------------------------------------------------------------------
 def _bare_worker(model_dir: str, requests: list[list[str]], n: int, max_s: float, barrier: Any, q: Any) -> None:
-    from textclf.predictor import Classifier
+    from textclf.model.predictor import Classifier
 
     clf = Classifier.load(model_dir, threads=1)
     clf.warmup()
@@ -613,7 +626,7 @@ def distilbert_inputs(work_dir: Path) -> tuple[Path, dict[str, list[list[str]]]]
     """The DistilBERT-shaped INT8 model directory (max 128 tokens) and single-text requests that are
     all exactly 128 tokens after truncation: IMDB test-subset reviews of at least 128 tokens (shorter
     ones are dropped, so that no request flatters the 128-token figure)."""
-    from textclf.encoding import TextEncoder
+    from textclf.model.encoding import TextEncoder
 
     dmodel = bl.export_dir(bl.hf_classifier("distilbert", work_dir), "int8", work_dir, 128)
     reviews = bl.sample(bl.imdb_test_subset(), 1000)
@@ -677,11 +690,7 @@ def main() -> None:
         raise SystemExit(f"unknown servers {sorted(unknown)}: textclf, bare, seed, hf, distilbert, distilbert-bare")
 
     def textclf_on(model: Path, tag: str) -> Server:
-        root = work / f"sm-{tag}"
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        (root / "model").symlink_to(model.resolve())
-        return start_textclf(root, free_port(), args.workers, work / f"{tag}.log", tag)
+        return start_textclf(sm_root(model, work / f"sm-{tag}"), free_port(), args.workers, work / f"{tag}.log", tag)
 
     starters = {
         "textclf": lambda: textclf_on(model_dir, "textclf"),

@@ -1,5 +1,5 @@
-"""Keeps the benchmarks from rotting: bench/engine.py, bench/server_load.py (with the seed-style peer)
-and bench/make_readme_table.py at minimal size on a tiny random BERT.
+"""Keeps the benchmarks from rotting: bench/engine.py, bench/server_load.py (with the seed-style peer),
+bench/make_readme_table.py and bench/soak.py at minimal size on a tiny random BERT.
 
 No timing is asserted (performance claims live in bench/results, produced by bench/run_all.sh);
 only that the scripts run end to end through the product's exporter, predictor and server and write
@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.tiny_model import make_tiny_model
+
+from support.tiny_model import make_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,21 +103,27 @@ def test_server_benchmark_and_readme_table_at_minimal_size(tmp_path: Path) -> No
     assert {"textclf/bare single", "textclf/seed single (saturation throughput)"} <= set(result["summary"]["ratios"])
     assert "| server |" in (out / "server-smoke.md").read_text()
 
-    # the README table: only the text between the markers changes
-    readme = tmp_path / "README.md"
-    before, after = "# title\n\nintro\n<!-- bench:start -->\n", "<!-- bench:end -->\n\nmore text\n"
-    readme.write_text(before + "old table\n" + after)
+    # the tables for bench/README.md (make readme-tables splices them in), with links into the results folder
     table = [sys.executable, str(REPO / "bench" / "make_readme_table.py"), f"--results={out}"]
-    proc = subprocess.run([*table, f"--readme={readme}"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    proc = subprocess.run(table, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    text = readme.read_text()
-    assert text.startswith(before) and text.endswith(after) and "old table" not in text
-    assert "server_load.py" in text and "| server |" in text
+    assert "server_load.py" in proc.stdout and "| server |" in proc.stdout
+    assert "[server-smoke.md](results/server-smoke.md)" in proc.stdout
 
-    # no markers: README untouched, the table goes to stdout and README-table.md
-    plain = tmp_path / "PLAIN.md"
-    plain.write_text("# no markers here\n")
-    proc = subprocess.run([*table, f"--readme={plain}"], capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert plain.read_text() == "# no markers here\n"
-    assert "| server |" in proc.stdout and "| server |" in (out / "README-table.md").read_text()
+
+@pytest.mark.skipif(not _have_nginx(), reason="textclf serve needs nginx (apt-get install nginx-light)")
+def test_soak_runs_at_minimal_size(tmp_path: Path) -> None:
+    """bench/soak.py: its own tiny model, the real stack, mixed checked load, RSS before and after."""
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(REPO / "bench" / "soak.py"), "--seconds=1", "--warmup=0.5", "--concurrency", "2"]
+    cmd += ["--workers=1", f"--work-dir={tmp_path / 'work'}", f"--out-dir={out}", "--name=soak-smoke"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+
+    result = json.loads((out / "soak-smoke.json").read_text())
+    assert "soak.py" in result["command"] and result["pass"] and result["first_ping_s"] > 0
+    [row] = result["rows"]
+    assert row["concurrency"] == 2 and row["errors"] == 0 and row["requests"] > 0
+    assert set(row["by_kind"]) == {"single", "batch", "jsonlines"}
+    assert row["p99_ms"] >= row["p50_ms"] > 0 and row["rss_warm_mib"] > 0
+    assert "| concurrency |" in (out / "soak-smoke.md").read_text()
