@@ -55,13 +55,14 @@ def make_tiny_model(
     max_position_embeddings: int = 128,
     problem_type: str = "single_label",
     seed: int = 0,
+    dropout: float = 0.1,
 ) -> Path:
     """Write a tiny random BERT (and its tokenizer over ``words``) as a Hugging Face directory.
 
     With ``labels``, a ``BertForSequenceClassification`` whose config carries ``id2label``/
     ``label2id`` and ``problem_type`` (``"single_label"`` or ``"multi_label"``); with
     ``labels=None``, a bare ``BertModel`` encoder, like a hub checkpoint before fine-tuning.
-    Returns ``directory``.
+    ``dropout=0`` makes training deterministic across process layouts. Returns ``directory``.
     """
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertModel
@@ -77,6 +78,8 @@ def make_tiny_model(
         intermediate_size=hidden_size * 2,
         max_position_embeddings=max_position_embeddings,
         pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )
     torch.manual_seed(seed)
     if labels is None:

@@ -6,7 +6,7 @@ A checkpoint is a directory ``step-00000123`` holding::
     optimizer.pt         optimizer state    } torch.save of tensors and plain numbers only,
     scheduler.pt         LR scheduler state } read back with torch.load(weights_only=True)
     scaler.pt            GradScaler state   }
-    rng.pt               python / numpy / torch (and CUDA) RNG states, as lists and tensors
+    rng.pt               every rank's python / numpy / torch (and CUDA) RNG states, in rank order
     trainer_state.json   data position (epoch, step in epoch), history, best so far, the label map,
                          and the run identity it may be resumed under
     checksums.json       sha256 and size of every file above, written last
@@ -171,8 +171,12 @@ def save(
     scaler: torch.amp.GradScaler,
     state: TrainerState,
     keep: int,
+    rng_states: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write a checkpoint for ``state.global_step`` atomically, then keep only the newest ``keep``."""
+    """Write a checkpoint for ``state.global_step`` atomically, then keep only the newest ``keep``.
+
+    ``rng_states``: every rank's RNG state, in rank order (default: this process's only).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / checkpoint_name(state.global_step)
     tmp = directory / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
@@ -184,7 +188,7 @@ def save(
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(scaler.state_dict(), tmp / "scaler.pt")
-        torch.save(rng_state(), tmp / "rng.pt")
+        torch.save(rng_states or [rng_state()], tmp / "rng.pt")
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1) + "\n", encoding="utf-8")
         sums = {
             name: {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size} for name in CHECKPOINT_FILES
@@ -321,8 +325,10 @@ def restore(
     scheduler: Any,
     scaler: torch.amp.GradScaler,
     identity: dict[str, Any],
+    rank: int = 0,
 ) -> TrainerState:
-    """Load a checkpoint into the live objects after verifying it and checking it belongs to this run."""
+    """Load a checkpoint into the live objects after verifying it and checking it belongs to this run;
+    ``rank`` takes its own RNG state (the world size is part of the run's identity)."""
     verify(checkpoint)
     state = read_state(checkpoint)
     check_identity(checkpoint, state, identity)
@@ -330,5 +336,6 @@ def restore(
     optimizer.load_state_dict(_load_pt(checkpoint / "optimizer.pt"))
     scheduler.load_state_dict(_load_pt(checkpoint / "scheduler.pt"))
     scaler.load_state_dict(_load_pt(checkpoint / "scaler.pt"))
-    set_rng_state(_load_pt(checkpoint / "rng.pt"))
+    states = _load_pt(checkpoint / "rng.pt")
+    set_rng_state(states[rank] if isinstance(states, list) else states)  # a dict: one process, older format
     return state

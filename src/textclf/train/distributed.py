@@ -8,12 +8,18 @@ Environment overrides (all optional):
 
 ``TEXTCLF_MASTER_ADDR``
     The rendezvous address instead of resolving ``hosts[0]``. For tests and local runs that play
-    several hosts on one machine, where ``algo-1`` does not resolve: ``127.0.0.1``.
+    several hosts on one machine, where ``algo-1`` does not resolve: ``127.0.0.1``. A single-host
+    job needs no name at all: its processes meet on the loopback interface.
 ``TEXTCLF_MASTER_PORT`` (or ``MASTER_PORT``)
     The rendezvous port; default 29500.
 ``TEXTCLF_PROCS_PER_HOST``
     Processes per host instead of one per GPU (like ``torchrun --nproc-per-node``); on CPU it
     lets one machine exercise the multi-process path with gloo.
+
+Why not ``torchrun``: the hosts come from ``resourceconfig.json`` (not from flags), a spot stop must
+end every rank at the same step boundary after rank 0's checkpoint and leave exit status 143, and a
+one-process job should run in the launching process with no agent or rendezvous at all; what this
+needs of an elastic agent is the few lines of ``launch`` below.
 """
 
 from __future__ import annotations
@@ -33,12 +39,18 @@ import torch
 import torch.distributed as dist
 
 from textclf.contract.opt_ml import ResourceConfig, resolve_host
+from textclf.errors import ConfigError, UserError
+from textclf.train.device import Plan as DevicePlan
 
 DEFAULT_MASTER_PORT = 29500
 MASTER_ADDR_ENV = "TEXTCLF_MASTER_ADDR"
 MASTER_PORT_ENV = "TEXTCLF_MASTER_PORT"
 PROCS_PER_HOST_ENV = "TEXTCLF_PROCS_PER_HOST"
-RENDEZVOUS_TIMEOUT = timedelta(minutes=30)
+RENDEZVOUS_TIMEOUT = timedelta(minutes=30)  # also bounds every collective: a rank that hangs fails the job
+# How long ranks wait for rank 0 to evaluate, export and verify the model after training: exporting a
+# large model with its accuracy gate takes minutes, and a rank that left early would let a platform
+# (SageMaker local mode, compose) stop rank 0 mid-export.
+FINAL_WAIT_TIMEOUT = timedelta(hours=6)
 CHILD_GRACE_S = 30.0  # after one process fails, how long the others get to stop before SIGKILL
 
 
@@ -83,13 +95,16 @@ class Worker:
         return torch.device(self.device)
 
 
-def plan(resources: ResourceConfig) -> Cluster:
-    use_cuda = torch.cuda.is_available()
-    default = torch.cuda.device_count() if use_cuda else 1
-    procs = int(os.environ.get(PROCS_PER_HOST_ENV, default) or default)
-    if use_cuda and procs > torch.cuda.device_count():
-        raise ValueError(f"{PROCS_PER_HOST_ENV}={procs} exceeds the {torch.cuda.device_count()} GPUs of this host")
-    return Cluster(tuple(resources.hosts), resources.rank, max(1, procs), use_cuda, resources.network_interface_name)
+def plan(resources: ResourceConfig, device: DevicePlan) -> Cluster:
+    """One process per GPU (one on the CPU) on every host, unless ``TEXTCLF_PROCS_PER_HOST`` says otherwise."""
+    default = device.gpu_count if device.use_cuda else 1
+    raw = os.environ.get(PROCS_PER_HOST_ENV, "").strip()
+    if raw and (not raw.isdigit() or int(raw) < 1):
+        raise ConfigError(f"{PROCS_PER_HOST_ENV}={raw!r} is not a positive integer")
+    procs = int(raw) if raw else default
+    if device.use_cuda and procs > device.gpu_count:
+        raise ConfigError(f"{PROCS_PER_HOST_ENV}={procs} exceeds the {device.gpu_count} GPUs of this host")
+    return Cluster(tuple(resources.hosts), resources.rank, procs, device.use_cuda, resources.network_interface_name)
 
 
 def worker_for(cluster: Cluster, local_rank: int) -> Worker:
@@ -105,7 +120,10 @@ def init_process_group(cluster: Cluster, worker: Worker) -> None:
         # SageMaker names the interface hosts talk over; keep any value the user set explicitly.
         os.environ.setdefault("NCCL_SOCKET_IFNAME", cluster.network_interface)
         os.environ.setdefault("GLOO_SOCKET_IFNAME", cluster.network_interface)
-    address = os.environ.get(MASTER_ADDR_ENV) or resolve_host(cluster.master)
+    # One host: its processes meet on loopback, so no host name has to resolve (train-local.sh, a
+    # multi-GPU workstation, ml.g5.12xlarge); several hosts: hosts[0] by name, as SageMaker names them.
+    single_host = len(cluster.hosts) == 1
+    address = os.environ.get(MASTER_ADDR_ENV) or ("127.0.0.1" if single_host else resolve_host(cluster.master))
     port = int(os.environ.get(MASTER_PORT_ENV) or os.environ.get("MASTER_PORT") or DEFAULT_MASTER_PORT)
     if cluster.use_cuda:
         torch.cuda.set_device(worker.torch_device)
@@ -116,6 +134,11 @@ def init_process_group(cluster: Cluster, worker: Worker) -> None:
         world_size=worker.world_size,
         timeout=RENDEZVOUS_TIMEOUT,
     )
+    global _final_group
+    _final_group = dist.new_group(backend="gloo", timeout=FINAL_WAIT_TIMEOUT)
+
+
+_final_group: Any = None  # gloo, with a long timeout: the wait for rank 0's export (see FINAL_WAIT_TIMEOUT)
 
 
 def shutdown() -> None:
@@ -126,6 +149,21 @@ def shutdown() -> None:
 def barrier(worker: Worker) -> None:
     if worker.is_distributed:
         dist.barrier()
+
+
+def wait_for_main(worker: Worker) -> None:
+    """Every rank waits here until rank 0 has written and verified the model (or failed doing so)."""
+    if not worker.is_distributed:
+        return
+    try:
+        dist.barrier(group=_final_group)
+    except RuntimeError as exc:  # rank 0 died: its own failure file has the reason
+        if worker.is_main:
+            raise
+        raise UserError(
+            f"rank 0 stopped before it had written the model ({' '.join(str(exc).split())[:200]}); "
+            "the first host's failure reason is the job's"
+        ) from exc
 
 
 def any_rank(worker: Worker, flag: bool) -> bool:
@@ -152,14 +190,17 @@ def shard(worker: Worker, count: int) -> list[int]:
 
 
 def gather_rows(worker: Worker, rows: np.ndarray, count: int) -> np.ndarray:
-    """Reassemble rows computed on ``shard(worker, count)`` by every rank into all ``count`` rows."""
+    """Reassemble rows computed on ``shard(worker, count)`` by every rank into all ``count`` rows
+    (a rank may hold none: fewer rows than ranks)."""
     if not worker.is_distributed:
         return rows
     parts: list[Any] = [None] * worker.world_size
     dist.all_gather_object(parts, rows)
-    full = np.zeros((count, *parts[0].shape[1:]), dtype=parts[0].dtype)
+    shaped = max(parts, key=len)
+    full = np.zeros((count, *shaped.shape[1:]), dtype=shaped.dtype)
     for rank, part in enumerate(parts):
-        full[rank :: worker.world_size] = part
+        if len(part):
+            full[rank :: worker.world_size] = part
     return full
 
 

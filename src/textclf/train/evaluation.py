@@ -22,6 +22,7 @@ from sklearn.metrics import (
     multilabel_confusion_matrix,
     precision_recall_fscore_support,
 )
+from transformers import PreTrainedModel
 
 from textclf.contract.metrics import format_metric
 from textclf.model.encoding import Encoded, TextEncoder
@@ -54,11 +55,20 @@ def encode_dataset(encoder: TextEncoder, data: TextDataset, label_map: LabelMap)
 def model_inputs(
     encoder: TextEncoder, data: EncodedSet, indices: Sequence[int], input_names: Sequence[str], device: torch.device
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """A dynamically padded batch as the model's keyword arguments, and its labels."""
+    """A dynamically padded batch as the model's keyword arguments, and its labels.
+
+    On a GPU the host tensors are pinned, so the copies are asynchronous: a caller that builds the
+    next batch before running the current one overlaps the copy with compute.
+    """
     padded = encoder.pad([data.examples[i] for i in indices])
-    inputs = {name: torch.from_numpy(padded[name]).to(device, non_blocking=True) for name in input_names}
-    labels = torch.from_numpy(data.labels[np.asarray(indices)]).to(device, non_blocking=True)
-    return inputs, labels
+    pin = device.type == "cuda"
+
+    def to_device(array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        return (tensor.pin_memory() if pin else tensor).to(device, non_blocking=True)
+
+    inputs = {name: to_device(padded[name]) for name in input_names}
+    return inputs, to_device(data.labels[np.asarray(indices)])
 
 
 def loss_sum(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -76,7 +86,7 @@ def loss_sum(logits: torch.Tensor, labels: torch.Tensor, multi_label: bool) -> t
 
 @torch.no_grad()
 def predict(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     encoder: TextEncoder,
     data: EncodedSet,
     indices: Sequence[int],
@@ -98,8 +108,8 @@ def predict(
         for i, row in zip(chunk, logits.float().cpu().numpy(), strict=True):
             out[i] = row
     model.train(was_training)
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
+    if not out:  # this rank's shard is empty (fewer rows than ranks)
+        return np.zeros((0, model.config.num_labels or 0), dtype=np.float32)
     return np.stack([out[i] for i in indices])
 
 

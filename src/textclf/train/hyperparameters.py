@@ -20,6 +20,8 @@ from textclf.errors import ConfigError
 from textclf.export.options import OnAccuracyDrop
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+Device = Literal["auto", "cpu", "cuda"]
+MixedPrecision = Literal["auto", "no", "fp16", "bf16"]
 
 
 class Hyperparameters(BaseModel):
@@ -72,8 +74,15 @@ class Hyperparameters(BaseModel):
     warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0, description="Share of steps with linear warmup.")
     weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay (not on biases and LayerNorm).")
     max_grad_norm: float = Field(1.0, ge=0.0, description="Gradient clipping norm (0: off).")
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
-        "auto", description="GPU autocast: `auto` takes bf16 where supported, else fp16; always off on CPU."
+    device: Device = Field(
+        "auto",
+        description="`auto`: the GPUs when torch can use them, and a failure (not a silent CPU run) when the host "
+        "has GPUs it cannot use; `cuda`: GPUs or fail; `cpu`: the CPU even on a GPU host.",
+    )
+    mixed_precision: MixedPrecision = Field(
+        "auto",
+        description="GPU autocast: `auto` takes bf16 where the GPU has it natively (A10G, A100, H100...), "
+        "else fp16 with loss scaling (T4, V100); `no`: FP32 (TF32 matmuls on Ampere+); always off on CPU.",
     )
     seed: int = Field(42, description="Seed for data order, splits and initialisation.")
     num_threads: int = Field(0, ge=0, description="CPU threads for torch (0: the CPUs this container may use).")

@@ -24,6 +24,7 @@ import errno
 import shutil
 import signal
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,14 @@ def main() -> int:
                 say(data.describe(name, dataset, datasets.label_map))
         say(f"data: validation from {datasets.validation_origin}")
         # torch is imported only now, once the input is known to be good: bad data fails in a second.
-        from textclf.train import distributed, worker
+        from textclf.train import device, distributed, worker
 
-        cluster = distributed.plan(opt_ml.read_resource_config(p))
-        return distributed.launch(cluster, worker.run_worker, cluster, hp, datasets)
+        probe = device.Probe.of_this_host()
+        plan = device.choose(hp.device, hp.mixed_precision, probe)
+        cluster = distributed.plan(opt_ml.read_resource_config(p), plan)
+        say(f"{plan.describe(probe)}; {cluster.procs_per_host} process(es) on each of {len(cluster.hosts)} host(s)")
+        with tempfile.TemporaryDirectory(prefix="textclf-host-") as work:
+            host = worker.prepare_host(hp, datasets, opt_ml.channels(p), Path(work))
+            return distributed.launch(cluster, worker.run_worker, cluster, plan, hp, datasets, host)
     except Exception as exc:
         return fail(exc, p)

@@ -23,7 +23,6 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 from transformers import PreTrainedModel, get_linear_schedule_with_warmup
 
@@ -55,13 +54,7 @@ class StopSignal:
 # -- set-up ----------------------------------------------------------------------------------------
 
 
-def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision on GPU only: bf16 where supported (``auto``), else fp16."""
-    if device.type != "cuda" or mode == "no":
-        return None
-    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
+AMP_DTYPES: dict[str, torch.dtype | None] = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def build_optimizer(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.AdamW:
@@ -74,34 +67,37 @@ def build_optimizer(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.
             if param.requires_grad:
                 (no_decay if is_norm or name == "bias" else decay).append(param)
     groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=hp.learning_rate)
+    # The fused CUDA kernel updates every parameter in one launch instead of several per tensor.
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=hp.learning_rate, fused=on_gpu)
 
 
 def epoch_groups(lengths: np.ndarray, hp: Hyperparameters, worker: Worker, epoch: int) -> list[list[list[int]]]:
     """This rank's optimizer steps for ``epoch``: groups of ``gradient_accumulation_steps`` batches.
 
-    DistributedSampler deals the shuffled examples to ranks (every rank gets as many); each rank
-    then sorts mega-batches of 50 batches by length and shuffles the resulting batches, so a batch
-    holds texts of similar length (little padding) while the order stays random.
+    The order is global, a function of (seed, epoch) only: the shuffled examples (padded, as
+    DistributedSampler does, to a multiple of the world size) are sorted by length within
+    mega-batches of 50 global batches, cut into global batches of ``batch_size`` x world size, and
+    the global batches are shuffled; every rank takes its equal slice of each. So a batch holds texts
+    of similar length (little padding), and N processes of ``batch_size`` B step on exactly the
+    examples that one process of ``batch_size`` N x B would.
     """
-    sampler: DistributedSampler[int] = DistributedSampler(
-        range(len(lengths)),  # type: ignore[arg-type]  # a sized sequence is all the sampler reads
-        num_replicas=worker.world_size,
-        rank=worker.rank,
-        shuffle=True,
-        seed=hp.seed,
-    )
-    sampler.set_epoch(epoch)
-    order = list(sampler)
-    rng = np.random.default_rng([hp.seed, epoch, worker.rank])
-    mega = hp.batch_size * LENGTH_GROUP_BATCHES
+    world = worker.world_size
+    generator = torch.Generator()
+    generator.manual_seed(hp.seed + epoch)  # as DistributedSampler(shuffle=True, seed=seed).set_epoch(epoch)
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    order += order[: (-len(order)) % world]  # every rank gets as many examples
+    rng = np.random.default_rng([hp.seed, epoch])
+    size = hp.batch_size * world
+    mega = size * LENGTH_GROUP_BATCHES
     batches = []
     for start in range(0, len(order), mega):
         chunk = sorted(order[start : start + mega], key=lambda i: -lengths[i])
-        batches += [chunk[i : i + hp.batch_size] for i in range(0, len(chunk), hp.batch_size)]
+        batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
     batches = [batches[i] for i in rng.permutation(len(batches))]
+    mine = [batch[worker.rank * len(batch) // world : (worker.rank + 1) * len(batch) // world] for batch in batches]
     accumulation = hp.gradient_accumulation_steps
-    return [batches[i : i + accumulation] for i in range(0, len(batches), accumulation)]
+    return [mine[i : i + accumulation] for i in range(0, len(mine), accumulation)]
 
 
 def plan_steps(train_size: int, hp: Hyperparameters, world_size: int) -> tuple[int, int]:
@@ -153,6 +149,7 @@ def prepare(
     validation: EncodedSet,
     checkpoint_dir: Path,
     identity: dict[str, Any],
+    amp: str = "no",
 ) -> TrainingRun:
     """Optimizer, schedule, precision and DDP around ``model``; resumes from the latest checkpoint."""
     stop = StopSignal()
@@ -160,7 +157,7 @@ def prepare(
     steps_per_epoch, total = plan_steps(len(train), hp, worker.world_size)
     optimizer = build_optimizer(model, hp)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(hp.warmup_ratio * total), total)
-    amp_dtype = autocast_dtype(hp.mixed_precision, worker.torch_device)
+    amp_dtype = AMP_DTYPES[amp]
     scaler = torch.amp.GradScaler(worker.torch_device.type, enabled=amp_dtype == torch.float16)
     state = TrainerState(labels=list(label_map.names), identity=identity)
     resumed_from = None
@@ -177,7 +174,7 @@ def prepare(
             f"({checkpoint_dir}) must hold the same checkpoints"
         )
     if latest is not None:
-        state = checkpoints.restore(latest, model, optimizer, scheduler, scaler, identity)
+        state = checkpoints.restore(latest, model, optimizer, scheduler, scaler, identity, worker.rank)
         resumed_from = state.global_step
     wrapped: torch.nn.Module = model
     if worker.is_distributed:
@@ -211,11 +208,15 @@ def prepare(
 
 
 def train_step(run: TrainingRun, group: list[list[int]]) -> float:
-    """Forward and backward over an accumulation group, then one optimizer step; returns the mean loss."""
+    """Forward and backward over an accumulation group, then one optimizer step; returns the mean loss.
+
+    A step that the fp16 GradScaler skips (inf/NaN gradients) does not advance the LR schedule.
+    """
     examples = sum(len(batch) for batch in group)
     total = torch.zeros((), device=run.device)
-    for i, batch in enumerate(group):
-        inputs, labels = model_inputs(run.encoder, run.train, batch, run.input_names, run.device)
+    # Every micro-batch is built (and, on a GPU, its copy queued) before the first forward runs.
+    prepared = [model_inputs(run.encoder, run.train, batch, run.input_names, run.device) for batch in group]
+    for i, (inputs, labels) in enumerate(prepared):
         # Gradients are all-reduced once per group: skip DDP's sync on all but the last micro-batch.
         last = i == len(group) - 1 or not run.worker.is_distributed
         sync = nullcontext() if last else cast(DistributedDataParallel, run.model).no_sync()
@@ -228,9 +229,11 @@ def train_step(run: TrainingRun, group: list[list[int]]) -> float:
     if run.hp.max_grad_norm > 0:
         run.scaler.unscale_(run.optimizer)
         torch.nn.utils.clip_grad_norm_(run.raw_model.parameters(), run.hp.max_grad_norm)
+    scale = run.scaler.get_scale()
     run.scaler.step(run.optimizer)
     run.scaler.update()
-    run.scheduler.step()
+    if not run.scaler.is_enabled() or run.scaler.get_scale() >= scale:  # a skipped step lowers the scale
+        run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     return float(total)
 
@@ -273,10 +276,12 @@ def evaluate(run: TrainingRun, train_loss: float | None) -> bool:
 
 
 def save_checkpoint(run: TrainingRun) -> None:
+    """Rank 0 writes the checkpoint, with every rank's RNG state (each resumes its own dropout stream)."""
+    rng_states = distributed.gather_objects(run.worker, checkpoints.rng_state())
     if run.worker.is_main:
         path = checkpoints.save(
             run.checkpoint_dir, run.raw_model, run.optimizer, run.scheduler, run.scaler, run.state,
-            run.hp.keep_checkpoints,
+            run.hp.keep_checkpoints, rng_states,
         )  # fmt: skip
         say(f"checkpoint saved: {path.name} (step {run.state.global_step}, epoch {run.state.epoch})")
 
@@ -366,6 +371,7 @@ def fit(run: TrainingRun) -> TrainerState:
             if distributed.any_rank(worker, run.stop.requested):
                 if not (epoch_done or last or stopping or periodic):
                     save_checkpoint(run)
+                distributed.barrier(worker)  # nobody exits before rank 0's checkpoint is complete
                 progress.close()
                 raise TrainingStoppedError(
                     f"stopped by SIGTERM at step {state.global_step}/{run.total_steps}; a checkpoint was saved in "

@@ -147,23 +147,38 @@ def load(source: ModelSource, label_map: LabelMap, max_seq_length: int) -> Loade
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError) as exc:
-        looked = "; ".join([*source.tried, f"{source.description}: {' '.join(str(exc).split())}"])
-        raise ModelLoadError(f"cannot load the pretrained model {where!r}; looked in {looked}") from None
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=source.is_local)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"cannot load the tokenizer of {where!r}: {exc}") from None
-    if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "backend_tokenizer", None) is None:
-        raise ModelLoadError(
-            f"the tokenizer of {where!r} ({type(tokenizer).__name__}) is not a fast (tokenizers) tokenizer; "
-            "textclf needs tokenizer.json so that training and serving tokenize identically"
-        )
+        raise _not_found(source, exc) from None
+    tokenizer = load_tokenizer(source)
     limit = getattr(config, "max_position_embeddings", None)
     if isinstance(limit, int) and max_seq_length > limit:
         raise ModelLoadError(f"max_seq_length {max_seq_length} exceeds the model's {limit} positions ({where})")
     accepted = inspect.signature(model.forward).parameters
     inputs = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted)
     return LoadedModel(model, tokenizer, source, inputs)
+
+
+def _not_found(source: ModelSource, exc: BaseException) -> ModelLoadError:
+    looked = "; ".join([*source.tried, f"{source.description}: {' '.join(str(exc).split())}"])
+    return ModelLoadError(f"cannot load the pretrained model {source.location!r}; looked in {looked}")
+
+
+def load_tokenizer(source: ModelSource) -> Any:
+    """The model's fast tokenizer (a transformers ``PreTrainedTokenizerFast``), or a clear refusal."""
+    where = source.location
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=source.is_local)
+    except OSError as exc:
+        if not source.is_local:  # a hub id that is not there: every place looked at is the answer
+            raise _not_found(source, exc) from None
+        raise ModelLoadError(f"cannot load the tokenizer of {where!r}: {exc}") from None
+    except (ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of {where!r}: {exc}") from None
+    if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise ModelLoadError(
+            f"the tokenizer of {where!r} ({type(tokenizer).__name__}) is not a fast (tokenizers) tokenizer; "
+            "textclf needs tokenizer.json so that training and serving tokenize identically"
+        )
+    return tokenizer
 
 
 def freeze_layers(model: Any, count: int) -> int:

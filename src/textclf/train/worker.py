@@ -9,6 +9,7 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from textclf.export.pipeline import export_model_dir
 from textclf.model.encoding import TextEncoder
 from textclf.train import checkpoints, data, distributed, loop, pretrained, reports
 from textclf.train.checkpoints import TrainerState
+from textclf.train.device import Plan as DevicePlan
 from textclf.train.distributed import Cluster, Worker
 from textclf.train.evaluation import EncodedSet, compute_metrics, confusion, encode_dataset, metric_lines, predict
 from textclf.train.hyperparameters import Hyperparameters
@@ -33,12 +35,46 @@ from textclf.train.loop import TrainingRun
 from textclf.train.pretrained import LoadedModel
 
 
-def run_worker(worker: Worker, cluster: Cluster, hp: Hyperparameters, datasets: data.Datasets) -> int:
+@dataclass(frozen=True)
+class HostInputs:
+    """What every process of a host trains on, prepared once per host by the launching process."""
+
+    source: pretrained.ModelSource  # unpacked once (a .tar.gz channel), into the job's work directory
+    encoder: TextEncoder
+    train: EncodedSet
+    validation: EncodedSet
+    fingerprints: dict[str, str]  # sha256 of the train and validation rows: part of the run's identity
+
+
+def prepare_host(hp: Hyperparameters, datasets: data.Datasets, channels: dict[str, Path], work: Path) -> HostInputs:
+    """Find the pretrained model, load its tokenizer and tokenize the data: once, not once per rank."""
+    source = pretrained.resolve(hp.model_name_or_path, channels, work)
+    tokenizer = pretrained.load_tokenizer(source)
+    backend = tokenizer.backend_tokenizer
+    # A copy: TextEncoder switches truncation and padding off, and the tokenizer is saved with the model.
+    encoder = TextEncoder(type(backend).from_str(backend.to_str()), hp.max_seq_length, hp.truncation,
+                          tokenizer.pad_token_id or 0)  # fmt: skip
+    label_map = datasets.label_map
+    return HostInputs(
+        source=source,
+        encoder=encoder,
+        train=encode_dataset(encoder, datasets.train, label_map),
+        validation=encode_dataset(encoder, datasets.validation, label_map),
+        fingerprints={
+            "train_data": data.fingerprint(datasets.train, label_map),
+            "validation_data": data.fingerprint(datasets.validation, label_map),
+        },
+    )
+
+
+def run_worker(
+    worker: Worker, cluster: Cluster, device: DevicePlan, hp: Hyperparameters, datasets: data.Datasets, host: HostInputs
+) -> int:
     """One training process: train, and on rank 0 evaluate, save and export the best model."""
     p = opt_ml.paths()
     try:
         with tempfile.TemporaryDirectory(prefix="textclf-") as work:
-            _train_and_export(worker, cluster, hp, datasets, p, Path(work))
+            _train_and_export(worker, cluster, device, hp, datasets, host, p, Path(work))
         return EXIT_OK
     except Exception as exc:
         return fail(exc, p)
@@ -47,38 +83,43 @@ def run_worker(worker: Worker, cluster: Cluster, hp: Hyperparameters, datasets: 
 
 
 def _train_and_export(
-    worker: Worker, cluster: Cluster, hp: Hyperparameters, datasets: data.Datasets, p: opt_ml.Paths, work: Path
+    worker: Worker,
+    cluster: Cluster,
+    device: DevicePlan,
+    hp: Hyperparameters,
+    datasets: data.Datasets,
+    host: HostInputs,
+    p: opt_ml.Paths,
+    work: Path,
 ) -> None:
     started = time.monotonic()
     threads = distributed.cpu_threads(hp.num_threads, cluster.procs_per_host, available_cpus())
     torch.set_num_threads(threads)
+    if device.tf32:  # what autocast leaves in FP32 (and everything with mixed_precision=no) uses TF32 matmuls
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     if not sys.stdout.isatty():
         transformers.utils.logging.disable_progress_bar()
     distributed.init_process_group(cluster, worker)
-    host = cluster.hosts[cluster.host_rank]
-    say(f"rank {worker.rank}/{worker.world_size} on host {host}: device {worker.device}, {threads} CPU thread(s)")
+    host_name = cluster.hosts[cluster.host_rank]
+    say(f"rank {worker.rank}/{worker.world_size} on host {host_name}: device {worker.device}, {threads} CPU thread(s)")
 
     transformers.set_seed(hp.seed)  # the new classification head is initialised alike on every rank
-    source = pretrained.resolve(hp.model_name_or_path, opt_ml.channels(p), work)
-    loaded = pretrained.load(source, datasets.label_map, hp.max_seq_length)
+    loaded = pretrained.load(host.source, datasets.label_map, hp.max_seq_length)
     frozen = pretrained.freeze_layers(loaded.model, hp.freeze_layers)
     if worker.is_main:
         params = sum(t.numel() for t in loaded.model.parameters())
-        say(f"model: {type(loaded.model).__name__} from {source.description}, {params:,} parameters, {frozen:,} frozen")
-    backend = loaded.tokenizer.backend_tokenizer
-    # A copy: TextEncoder switches truncation and padding off, and the tokenizer is saved with the model.
-    encoder = TextEncoder(type(backend).from_str(backend.to_str()), hp.max_seq_length, hp.truncation,
-                          loaded.tokenizer.pad_token_id or 0)  # fmt: skip
-    label_map = datasets.label_map
-    train_set = encode_dataset(encoder, datasets.train, label_map)
-    validation_set = encode_dataset(encoder, datasets.validation, label_map)
+        say(
+            f"model: {type(loaded.model).__name__} from {host.source.description}, {params:,} parameters, "
+            f"{frozen:,} frozen"
+        )
+    label_map, train_set = datasets.label_map, host.train
     per_epoch, total = loop.plan_steps(len(train_set), hp, worker.world_size)
     identity = {
-        "train_data": data.fingerprint(datasets.train, label_map),
-        "validation_data": data.fingerprint(datasets.validation, label_map),
+        **host.fingerprints,
         "labels": list(label_map.names),
         "problem_type": hp.problem_type,
-        "model": source.description,
+        "model": host.source.description,
         "world_size": worker.world_size,
         "batch_size": hp.batch_size,
         "gradient_accumulation_steps": hp.gradient_accumulation_steps,
@@ -88,10 +129,9 @@ def _train_and_export(
         "max_seq_length": hp.max_seq_length,
         "truncation": hp.truncation,
     }
-    checkpoint_dir = opt_ml.checkpoint_dir(p)
     run = loop.prepare(
-        hp, worker, loaded.model, encoder, loaded.input_names, label_map, train_set, validation_set,
-        checkpoint_dir, identity,
+        hp, worker, loaded.model, host.encoder, loaded.input_names, label_map, train_set, host.validation,
+        opt_ml.checkpoint_dir(p), identity, device.amp,
     )  # fmt: skip
     say(
         f"rank {worker.rank}/{worker.world_size}: training on {math.ceil(len(train_set) / worker.world_size)} of "
@@ -99,9 +139,11 @@ def _train_and_export(
     )
     state = loop.fit(run)
     distributed.barrier(worker)
-    if not worker.is_main:
-        return
-    _finish(run, state, hp, datasets, loaded, encoder, p, work, time.monotonic() - started)
+    if worker.is_main:
+        _finish(run, state, hp, datasets, loaded, host.encoder, p, work, time.monotonic() - started)
+    # Every rank stays until rank 0 has written and verified the model: a platform that sees one host
+    # exit (SageMaker local mode's compose, say) may stop the others.
+    distributed.wait_for_main(worker)
 
 
 def _finish(
