@@ -1,30 +1,40 @@
 # textclf: one SageMaker bring-your-own image for BERT-family text classification.
 #
 #   docker build -t textclf .                        # full image (default): train + serve, CPU torch
+#   docker build --build-arg TORCH_VARIANT=cuda -t textclf:gpu .   # full, CUDA torch: trains on GPU
 #   docker build --target serve -t textclf:serve .   # slim image: serve only, no torch
 #   docker run -v "$PWD/local_test/test_dir:/opt/ml" textclf train
 #   docker run -p 8080:8080 -v "$PWD/local_test/test_dir/model:/opt/ml/model" textclf serve
 #
 # Build arguments:
 #   BASE_IMAGE        any Debian-like image with apt and Python >= 3.11 in its archive
-#                     (pin it by digest for reproducible builds). A GPU image uses a CUDA runtime
-#                     base here and a CUDA index below; the NVIDIA driver comes from the host.
+#                     (pin it by digest for reproducible builds). No CUDA base is needed: the
+#                     CUDA libraries come with torch's wheels, the NVIDIA driver from the host.
 #   NGINX_PACKAGE     Debian's nginx-light; distributions without it (Ubuntu 24.04) use nginx.
-#   TORCH_INDEX_URL   extra pip index for torch. The default, PyTorch's CPU index, gives a CPU
-#                     build (PyPI's own torch wheel is a multi-GB CUDA build); a GPU image uses
-#                     e.g. https://download.pytorch.org/whl/cu128. Empty: PyPI and wheels/ only.
+#   TORCH_VARIANT     cpu (default) or cuda: which build of the pinned torch the full image gets.
+#                     Both serve on the CPU (onnxruntime) and train on the CPU where there is no
+#                     GPU; cuda trains on the GPUs and is several GB larger. The build fails when
+#                     the torch it installed is not the variant asked for.
+#   TORCH_INDEX_URL   cpu: extra pip index for torch. The default, PyTorch's CPU index, gives a CPU
+#                     build (PyPI's own torch wheel is a multi-GB CUDA build). Empty: PyPI and
+#                     wheels/ only (then wheels/ must hold a CPU torch wheel).
+#   TORCH_CUDA_INDEX_URL  cuda: extra pip index for torch. Empty (default): PyPI's Linux wheel,
+#                     the CUDA build, with its nvidia-* wheels; a PyTorch CUDA index
+#                     (https://download.pytorch.org/whl/cuXYZ) picks another CUDA version.
 #   wheels/           optional folder in the build context: wheels found there are preferred
 #                     (offline or air-gapped builds, a local torch wheel in CI).
 #
-# Stages: system -> serve-deps -> serve, and serve-deps -> full-deps -> full. serve builds on
-# serve-deps directly (nothing there to leave behind: pip keeps no cache). full copies the finished
-# virtual environment out of full-deps, so that neither wheels/ nor the torch wheel reaches the
-# image; that copy is the slowest step of a cold build, the price of 190 MB less image.
-# The legacy builder builds every stage above its target: serve comes before full-deps so that
-# `--target serve` never installs torch. Layers go system packages, requirements, code, so a
+# Stages: system -> serve-deps -> serve, and serve-deps -> full-deps -> full, where full starts from
+# runtime-cpu or runtime-cuda (system plus, for cuda, the NVIDIA container runtime's settings).
+# serve builds on serve-deps directly (nothing there to leave behind: pip keeps no cache). full
+# copies the finished virtual environment out of full-deps, so that neither wheels/ nor the torch
+# wheel reaches the image; that copy is the slowest step of a cold build, the price of 190 MB less
+# image. The legacy builder builds every stage above its target: serve comes before full-deps so
+# that `--target serve` never installs torch. Layers go system packages, requirements, code, so a
 # code change rebuilds only the last layers.
 
 ARG BASE_IMAGE=debian:bookworm-slim
+ARG TORCH_VARIANT=cpu
 
 FROM ${BASE_IMAGE} AS system
 ARG NGINX_PACKAGE=nginx-light
@@ -72,21 +82,45 @@ ENTRYPOINT ["/opt/venv/bin/textclf"]
 CMD ["serve"]
 
 FROM serve-deps AS full-deps
+ARG TORCH_VARIANT
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_CUDA_INDEX_URL=
 # wheel[s] matches the optional wheels/ folder: with it, its wheels join /tmp/build; without it,
 # only requirements.txt is copied and the build still works.
 COPY requirements.txt wheel[s] /tmp/build/
-# torch alone first, with the torch index; then everything else from PyPI, so the extra index
-# is never consulted for the other pinned packages. The version comes from requirements.txt,
-# which hadolint cannot see through the variable.
+# torch alone first, with the variant's index, and checked at once: it must be the variant asked
+# for (a CPU wheel in wheels/ would otherwise make a "cuda" image that cannot use a GPU). Then
+# everything else from PyPI, so the extra index is never consulted for the other pinned packages.
+# The version comes from requirements.txt, which hadolint cannot see through the variable.
 # hadolint ignore=DL3013
-RUN torch_requirement="$(grep -E '^torch==' /tmp/build/requirements.txt)" \
+RUN case "${TORCH_VARIANT}" in \
+        cpu) torch_index="${TORCH_INDEX_URL}" ;; \
+        cuda) torch_index="${TORCH_CUDA_INDEX_URL}" ;; \
+        *) echo "TORCH_VARIANT must be cpu or cuda, got '${TORCH_VARIANT}'" >&2 && exit 2 ;; \
+    esac \
+    && torch_requirement="$(grep -E '^torch==' /tmp/build/requirements.txt)" \
     && pip install --no-cache-dir --find-links /tmp/build \
-        ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} "${torch_requirement}" \
-    && pip install --no-cache-dir --find-links /tmp/build -r /tmp/build/requirements.txt \
-    && python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+        ${torch_index:+--extra-index-url "${torch_index}"} "${torch_requirement}" \
+    && python -c 'import sys, torch; built = torch.version.cuda; \
+print("torch", torch.__version__, "cuda", built); \
+ok = (built is not None) == (sys.argv[1] == "cuda"); \
+sys.exit(None if ok else f"TORCH_VARIANT={sys.argv[1]}, but torch {torch.__version__} has CUDA {built}")' \
+        "${TORCH_VARIANT}" \
+    && pip install --no-cache-dir --find-links /tmp/build -r /tmp/build/requirements.txt
 
-FROM system AS full
+# What the full image's variant adds to the system: for cuda, the settings the NVIDIA container
+# runtime reads (what nvidia/cuda images set), so that the GPUs and their driver are mounted.
+FROM system AS runtime-cpu
+LABEL textclf.torch-variant=cpu
+
+FROM system AS runtime-cuda
+LABEL textclf.torch-variant=cuda
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+# runtime-cpu or runtime-cuda, a stage of this file (hadolint takes it for an untagged image).
+# hadolint ignore=DL3006
+FROM runtime-${TORCH_VARIANT} AS full
 COPY --from=full-deps /opt/venv /opt/venv
 # nginx.conf: the template serve renders; src/textclf/serve/templates/nginx.conf links to it.
 COPY pyproject.toml README.md nginx.conf /opt/program/

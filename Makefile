@@ -5,9 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Extra pip arguments, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" for a CPU torch.
 PIP_ARGS ?=
-APT_PACKAGES := nginx-light docker.io debootstrap curl ca-certificates
+APT_PACKAGES := nginx-light docker.io docker-compose debootstrap curl ca-certificates
 
-.PHONY: help system-deps setup lint test test-fast demo bench readme-tables clean
+.PHONY: help system-deps setup lint test test-fast demo bench readme-tables image-gpu clean
 
 help:
 	@echo "make system-deps   install nginx, docker, debootstrap (apt, needs root)"
@@ -17,6 +17,8 @@ help:
 	@echo "make demo          fetch MiniLM, train on the demo data, serve, send sample requests, stop"
 	@echo "make bench         run the benchmarks in bench/ and refresh the tables in bench/README.md"
 	@echo "make readme-tables regenerate the README blocks: hyperparameters, bench/README.md results"
+	@echo "make image-gpu     build the GPU (CUDA torch) image, run its train on this CPU, record size and torch;"
+	@echo "                   downloads several GB from PyPI, so not part of make test or CI"
 
 system-deps:
 	@if command -v apt-get >/dev/null; then \
@@ -50,6 +52,11 @@ bench:
 
 readme-tables:
 	$(BIN)/python scripts/readme_tables.py
+
+# Not in `test`: PyPI's CUDA torch and its nvidia-* wheels are several GB. Writes bench/results/image-gpu.md
+# and the gpu entry of bench/results/image-sizes.json.
+image-gpu:
+	$(BIN)/python scripts/docker_images.py --variant gpu --train --record
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -15,6 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ops import variants
 from ops.config import ConfigError, OpsConfig
 
 # InvokeEndpoint: the model may take 60 s; AWS recommends a 70 s socket timeout on the client.
@@ -69,13 +70,23 @@ class Aws:
         keys = [self.cfg.aws.prefix.strip("/"), *(p.strip("/") for p in parts)]
         return f"s3://{self.bucket}/" + "/".join(k for k in keys if k) + "/"
 
-    @property
-    def image_uri(self) -> str:
+    def image_uri(self, variant: variants.Variant) -> str:
+        """The ECR URI of one image variant (``image.uri``, when set, stands for every variant)."""
         image = self.cfg.image
         if image.uri:
             return image.uri
         suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
-        return f"{self.account_id}.dkr.ecr.{self.region}.{suffix}/{image.repository}:{image.tag}"
+        return f"{self.account_id}.dkr.ecr.{self.region}.{suffix}/{image.repository}:{variant.tag(image.tag)}"
+
+    @property
+    def training_image(self) -> str:
+        """The image training and tuning jobs run: the variant for ``training.instance_type``."""
+        return self.image_uri(variants.training_variant(self.cfg.training.instance_type))
+
+    @property
+    def serving_image(self) -> str:
+        """The image endpoints and transform jobs run: the slim serve variant."""
+        return self.image_uri(variants.SERVE)
 
     @property
     def role_arn(self) -> str:

@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ops import config as config_module
 from ops.aws import Aws, OpsError
+from ops.variants import VARIANTS
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -34,7 +35,7 @@ def _show(data: Any) -> None:
 def _image(aws: Aws, args: argparse.Namespace) -> None:
     from ops import image
 
-    image.build_and_push(aws, tag=args.tag, push=not args.no_push)
+    image.build_and_push(aws, tag=args.tag, push=not args.no_push, variant_names=args.variant)
 
 
 def _role(aws: Aws, _: argparse.Namespace) -> None:
@@ -176,8 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("role", help="create/update the SageMaker execution role stack")
     p.set_defaults(func=_role)
 
-    p = sub.add_parser("image", help="build the image and push it to ECR (repository created if missing)")
-    p.add_argument("--tag", help="image tag (default: image.tag)")
+    p = sub.add_parser("image", help="build the image variants and push them to ECR (repository created if missing)")
+    p.add_argument("--tag", help="base image tag (default: image.tag); the gpu and serve variants add -gpu, -serve")
+    p.add_argument(
+        "--variant",
+        action="append",
+        choices=[*VARIANTS, "all"],
+        help="cpu, gpu, serve or all; repeatable (default: the training instance type's variant and serve)",
+    )
     p.add_argument("--no-push", action="store_true", help="build only")
     p.set_defaults(func=_image)
 

@@ -41,8 +41,8 @@ class AwsSection:
 @dataclass
 class ImageSection:
     repository: str = "textclf"
-    tag: str = "latest"
-    uri: str = ""  # full override, e.g. an image in another registry; empty: derived from ECR
+    tag: str = "latest"  # the cpu variant's tag; gpu and serve add -gpu and -serve (ops.variants)
+    uri: str = ""  # full override for every job, e.g. an image in another registry; empty: derived from ECR
     dockerfile: str = "Dockerfile"
     context: str = "."
     platform: str = "linux/amd64"

@@ -41,7 +41,7 @@ def create_model(aws: Aws, model_data: str, base: str, environment: dict[str, st
     aws.client("sagemaker").create_model(
         ModelName=name,
         ExecutionRoleArn=aws.role_arn,
-        PrimaryContainer={"Image": aws.image_uri, "ModelDataUrl": model_data, "Environment": dict(environment)},
+        PrimaryContainer={"Image": aws.serving_image, "ModelDataUrl": model_data, "Environment": dict(environment)},
         Tags=[{"Key": "project", "Value": aws.cfg.project}],
     )
     return name

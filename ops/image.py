@@ -1,4 +1,6 @@
-"""Build the image and push it to ECR: repository created if missing, login with an ECR token.
+"""Build the image variants and push them to ECR: repository created if missing, login with an ECR
+token. Which variants, their tags and build arguments: ``ops.variants``; by default the ones the
+configured training instance type and serving need.
 
 Docker runs as a subprocess (``docker`` on PATH, or ``$DOCKER``). The registry password goes to
 ``docker login`` on standard input, never on the command line where ``ps`` would show it.
@@ -12,7 +14,9 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from ops import variants
 from ops.aws import Aws, OpsError
+from ops.config import ConfigError
 
 
 def _docker(args: Sequence[str], stdin: bytes | None = None) -> None:
@@ -52,27 +56,38 @@ def login(aws: Aws) -> str:
     return registry
 
 
-def build_and_push(aws: Aws, tag: str | None = None, push: bool = True) -> str:
-    """Build the image from the configured Dockerfile and push it; returns the pushed image URI."""
+def build_and_push(
+    aws: Aws, tag: str | None = None, push: bool = True, variant_names: list[str] | None = None
+) -> dict[str, str]:
+    """Build each variant (default: the ones the configuration needs) from the configured Dockerfile
+    and push it; returns the image URI of each variant built."""
     image = aws.cfg.image
     if tag:
         image.tag = tag
     if image.uri:
         raise OpsError("image.uri is set: that image is used as is; unset it to build and push to ECR")
+    clashing = sorted(variants.VARIANT_ARGS & set(image.build_args))
+    if clashing:
+        raise ConfigError(f"image.build_args {', '.join(clashing)}: the variant sets it; choose one with --variant")
+    chosen = variants.chosen(variant_names, aws.cfg)
     context = Path(image.context)
     dockerfile = context / image.dockerfile if not Path(image.dockerfile).is_absolute() else Path(image.dockerfile)
     if not dockerfile.is_file():
         raise OpsError(f"no Dockerfile at {dockerfile}")
     repo_uri = ensure_repository(aws) if push else f"{image.repository}"
-    uri = f"{repo_uri}:{image.tag}"
-    build = ["build", "--file", str(dockerfile), "--tag", uri]
-    if image.platform:
-        build += ["--platform", image.platform]
-    for key, value in sorted(image.build_args.items()):
-        build += ["--build-arg", f"{key}={value}"]
-    _docker([*build, str(context)])
+    uris = {v.name: f"{repo_uri}:{v.tag(image.tag)}" for v in chosen}
+    print("building " + ", ".join(f"{v.name} ({v.summary}) as {uris[v.name]}" for v in chosen))
+    for variant in chosen:
+        build = ["build", "--file", str(dockerfile), "--tag", uris[variant.name]]
+        if image.platform:
+            build += ["--platform", image.platform]
+        build += variant.docker_args()
+        for key, value in sorted(image.build_args.items()):
+            build += ["--build-arg", f"{key}={value}"]
+        _docker([*build, str(context)])
     if push:
         login(aws)
-        _docker(["push", uri])
-        print(f"pushed {uri}")
-    return uri
+        for uri in uris.values():
+            _docker(["push", uri])
+            print(f"pushed {uri}")
+    return uris

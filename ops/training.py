@@ -1,5 +1,7 @@
 """Start a training job with the SageMaker SDK v3 ``ModelTrainer`` (no ``source_code``: the image's
 own ``train`` runs), managed spot with checkpoints, and the metric regexes ``train`` prints through.
+The image is the variant for the instance type (``ops.variants``): CUDA torch on NVIDIA GPU
+instances, CPU torch elsewhere; an instance type no variant can use is refused before the job.
 
 Hyperparameters are turned into strings here, checked against the container's own
 ``textclf.train.hyperparameters`` before any money is spent, and sent as those strings.
@@ -83,7 +85,7 @@ def model_trainer(aws: Aws, hps: dict[str, str], checkpoint_s3_uri: str | None =
     trainer = ModelTrainer(
         sagemaker_session=sdk_session(aws),
         role=aws.role_arn,
-        training_image=aws.image_uri,
+        training_image=aws.training_image,
         base_job_name=t.base_job_name,
         compute=Compute(
             instance_type=t.instance_type,

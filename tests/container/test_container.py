@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import socket
 import time
 import uuid
@@ -22,7 +21,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from support.docker_engine import CACHE_DIR, REPO_ROOT, RESULTS_FILE, Docker
+from support.docker_engine import (
+    BASE_DESCRIPTION,
+    CACHE_DIR,
+    REPO_ROOT,
+    Docker,
+    EngineError,
+    record_images,
+    sagemaker_tree,
+)
 from support.tiny_model import make_tiny_model, words_of
 
 pytestmark = pytest.mark.container
@@ -58,20 +65,6 @@ def make_tiny_bert(dest: Path) -> None:
     make_tiny_model(dest, labels=None, words=words_of(_demo_texts()), hidden_size=128, num_layers=2, num_heads=2)
 
 
-def _copy_test_dir(dest: Path, hyperparameters: dict[str, str]) -> Path:
-    """local_test/test_dir as git holds it (config and data: no model, output, checkpoints or
-    pretrained weights that a local run may have left), with new hyperparameters."""
-    source = LOCAL_TEST / "test_dir"
-    shutil.copytree(source / "input/config", dest / "input/config")
-    for channel in (source / "input/data").iterdir():
-        if channel.name != "pretrained":
-            shutil.copytree(channel, dest / "input/data" / channel.name)
-    for folder in ("model", "output"):
-        (dest / folder).mkdir()
-    (dest / "input/config/hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2))
-    return dest
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,23 +92,23 @@ def test_image_configuration(docker: Docker, full_image: str, serve_image: str, 
 
     sizes = {image: docker.image_size(image) for image in (full_image, serve_image)}
     assert sizes[serve_image] < sizes[full_image] / 2, f"the slim image is not slim: {sizes}"
-    record = {
-        "command": "TEXTCLF_RECORD_RESULTS=1 .venv/bin/pytest -q tests/container (sizes: `docker image inspect`)",
-        # The base image was imported this run: the daemon's data root, so its layer cache, was empty.
-        "cold_cache": "docker import" in docker.build_seconds,
-        "base_image": "textclf-base:bookworm (debootstrap --variant=minbase bookworm, slimmed like bookworm-slim)",
-        "recorded": time.strftime("%Y-%m-%d"),
-        "images": {
-            "full (default target: train + serve, CPU torch)": {"tag": full_image, "bytes": sizes[full_image]},
-            "serve (--target serve: no torch)": {"tag": serve_image, "bytes": sizes[serve_image]},
-        },
-        "build_seconds_this_run": {k: round(v, 1) for k, v in docker.build_seconds.items()},
+    images = {
+        "full (default target: train + serve, CPU torch)": {"tag": full_image, "bytes": sizes[full_image]},
+        "serve (--target serve: no torch)": {"tag": serve_image, "bytes": sizes[serve_image]},
     }
+    build_seconds = {k: round(v, 1) for k, v in docker.build_seconds.items()}
     report["image sizes (MB)"] = {k: round(v / 1e6, 1) for k, v in sizes.items()}
-    report["build seconds this run"] = record["build_seconds_this_run"]
+    report["build seconds this run"] = build_seconds
     if os.environ.get("TEXTCLF_RECORD_RESULTS") == "1":
-        RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS_FILE.write_text(json.dumps(record, indent=2) + "\n")
+        record_images(
+            images,  # the other entries (the gpu image's, from `make image-gpu`) stay
+            command="TEXTCLF_RECORD_RESULTS=1 .venv/bin/pytest -q tests/container (sizes: `docker image inspect`)",
+            # The base image was imported this run: the daemon's data root, so its layer cache, was empty.
+            cold_cache="docker import" in docker.build_seconds,
+            base_image=BASE_DESCRIPTION,
+            recorded=time.strftime("%Y-%m-%d"),
+            build_seconds_this_run=build_seconds,
+        )
 
 
 def test_slim_image_has_no_torch_and_full_has_cpu_torch(docker: Docker, full_image: str, serve_image: str) -> None:
@@ -126,9 +119,27 @@ def test_slim_image_has_no_torch_and_full_has_cpu_torch(docker: Docker, full_ima
     assert slim.stdout.split() == ["False", "True"], slim.stdout
     full = docker.run(
         "run", "--rm", "--network", "none", "--entrypoint", "python", full_image,
-        "-c", "import torch, transformers, onnxruntime; print(torch.__version__)",
+        "-c", "import torch, transformers, onnxruntime; print(torch.__version__, torch.version.cuda)",
     )  # fmt: skip
-    assert full.stdout.strip().startswith("2."), full.stdout
+    version, cuda = full.stdout.split()
+    assert version.startswith("2.") and cuda == "None", full.stdout  # TORCH_VARIANT=cpu, the default
+    config = docker.inspect(full_image)["Config"]
+    assert config["Labels"]["textclf.torch-variant"] == "cpu"
+    assert not [e for e in config["Env"] if e.startswith("NVIDIA_")], "only the cuda variant asks for GPUs"
+
+
+def test_an_unknown_torch_variant_fails_the_build(
+    docker: Docker, base_image: str, build_context: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """Before any torch is installed (the layers above are cached by then: this takes seconds)."""
+    context, args = build_context
+    log = tmp_path / "build.log"
+    with pytest.raises(EngineError):
+        docker.build(
+            context, "textclf:test-rocm",
+            ["--force-rm", "--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", "TORCH_VARIANT=rocm", *args], log,
+        )  # fmt: skip
+    assert "TORCH_VARIANT must be cpu or cuda, got 'rocm'" in log.read_text()
 
 
 def test_cli_answers_in_both_images(docker: Docker, full_image: str, serve_image: str) -> None:
@@ -152,7 +163,7 @@ def trained(docker: Docker, full_image: str, tmp_path_factory: pytest.TempPathFa
     """``docker run IMAGE train`` on a copy of local_test/test_dir with a tiny pretrained BERT."""
     hyperparameters = json.loads((LOCAL_TEST / "test_dir/input/config/hyperparameters.json").read_text())
     hyperparameters.update(TRAIN_HYPERPARAMETERS)
-    ml = _copy_test_dir(tmp_path_factory.mktemp("train") / "ml", hyperparameters)
+    ml = sagemaker_tree(tmp_path_factory.mktemp("train") / "ml", hyperparameters)
     make_tiny_bert(ml / "input/data/pretrained")
     proc = docker.run(
         "run", "--rm", "--network", "none", "-v", f"{ml}:/opt/ml", full_image, "train", check=False, timeout=1200
@@ -183,7 +194,7 @@ def test_train_writes_a_model_and_reports_metrics(trained: TrainingJob) -> None:
 def test_train_failure_is_reported_with_no_argument(docker: Docker, full_image: str, tmp_path: Path) -> None:
     """``docker run IMAGE`` (no argument, as SDK v3 local mode starts it) trains; a bad
     hyperparameter fails the job with a non-zero exit and a reason in /opt/ml/output/failure."""
-    ml = _copy_test_dir(tmp_path / "ml", {"epochs": "zero"})
+    ml = sagemaker_tree(tmp_path / "ml", {"epochs": "zero"})
     proc = docker.run("run", "--rm", "--network", "none", "-v", f"{ml}:/opt/ml", full_image, check=False, timeout=300)
     assert proc.returncode != 0, _show(proc)
     failure = ml / "output/failure"

@@ -41,11 +41,15 @@ def test_dockerfile_is_hadolint_clean() -> None:
 
 def test_dockerfile_stage_order_and_entrypoint() -> None:
     """The legacy builder builds every stage above --target: serve must precede the torch stage,
-    the default (last) stage is the full image, and the entrypoint is exec form with CMD train."""
+    the default (last) stage is the full image, CPU torch unless TORCH_VARIANT=cuda asks for the
+    CUDA build, and the entrypoint is exec form with CMD train."""
     text = (REPO_ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, re.MULTILINE | re.IGNORECASE)
     assert stages.index("serve") < stages.index("full-deps") < stages.index("full") == len(stages) - 1, stages
+    assert {"runtime-cpu", "runtime-cuda"} < set(stages[: stages.index("full")]), stages
+    assert re.search(r"^FROM runtime-\$\{TORCH_VARIANT\} AS full$", text, re.MULTILINE)
     assert re.search(r"^ARG BASE_IMAGE=\S+", text, re.MULTILINE)
+    assert re.search(r"^ARG TORCH_VARIANT=cpu$", text, re.MULTILINE)
     assert re.search(r"^ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cpu$", text, re.MULTILINE)
     last_stage = text[text.rindex("\nFROM ") :]
     assert 'ENTRYPOINT ["' in last_stage and 'CMD ["train"]' in last_stage

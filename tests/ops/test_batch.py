@@ -15,7 +15,7 @@ def test_transform_request(aws: Any, calls: Calls) -> None:
     job = batch.start(aws, "s3://textclf-test-bucket/in/", model_data="s3://textclf-test-bucket/m/model.tar.gz")
     model = calls.one("CreateModel")
     assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://textclf-test-bucket/m/model.tar.gz"
-    assert model["PrimaryContainer"]["Image"] == aws.image_uri
+    assert model["PrimaryContainer"]["Image"] == f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1-serve"
     req = calls.one("CreateTransformJob")
     assert req["TransformJobName"] == job and req["ModelName"] == model["ModelName"]
     assert req["BatchStrategy"] == "MultiRecord"

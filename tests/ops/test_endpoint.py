@@ -29,7 +29,7 @@ def test_create_from_a_training_job(aws: Any, calls: Calls) -> None:
     assert model["ModelName"].startswith("textclf-test-")
     assert model["ExecutionRoleArn"] == aws.role_arn
     assert model["PrimaryContainer"] == {
-        "Image": f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1",
+        "Image": f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1-serve",  # the slim image
         "ModelDataUrl": model_data,
         "Environment": {"MODEL_SERVER_WORKERS": "2"},
     }

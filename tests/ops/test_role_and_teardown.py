@@ -161,7 +161,7 @@ def _model(aws: Aws, name: str) -> None:
     aws.client("sagemaker").create_model(
         ModelName=name,
         ExecutionRoleArn=aws.role_arn,
-        PrimaryContainer={"Image": aws.image_uri, "ModelDataUrl": "s3://textclf-test-bucket/m/model.tar.gz"},
+        PrimaryContainer={"Image": aws.serving_image, "ModelDataUrl": "s3://textclf-test-bucket/m/model.tar.gz"},
     )
 
 

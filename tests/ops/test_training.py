@@ -20,7 +20,7 @@ def test_request_sent_to_sagemaker(aws: Any, calls: Calls, uploaded: dict[str, s
     assert req["TrainingJobName"] == name and name.startswith("textclf-")
 
     algo = req["AlgorithmSpecification"]
-    assert algo["TrainingImage"] == f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1"
+    assert algo["TrainingImage"] == f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1-gpu"  # ml.g5: CUDA
     assert algo["TrainingInputMode"] == "File"
     assert "ContainerEntrypoint" not in algo  # no source_code: the image's own `train` runs
     assert algo["MetricDefinitions"] == METRIC_DEFINITIONS

@@ -38,7 +38,7 @@ def test_request_sent_to_sagemaker(aws: Any, calls: Calls, uploaded: dict[str, s
 
     definition = req["TrainingJobDefinition"]
     algo = definition["AlgorithmSpecification"]
-    assert algo["TrainingImage"] == aws.image_uri
+    assert algo["TrainingImage"] == f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1-gpu"  # ml.g5
     assert algo["MetricDefinitions"] == METRIC_DEFINITIONS
     objective_regex = {d["Name"]: d["Regex"] for d in algo["MetricDefinitions"]}["validation_macro_f1"]
     assert re.search(objective_regex, format_metric("validation_macro_f1", 0.8125)).group(1) == "0.8125"

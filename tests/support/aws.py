@@ -92,7 +92,7 @@ def completed_training_job(aws: Any, name: str = "textclf-done") -> str:
     sm = aws.client("sagemaker")
     sm.create_training_job(
         TrainingJobName=name,
-        AlgorithmSpecification={"TrainingImage": aws.image_uri, "TrainingInputMode": "File"},
+        AlgorithmSpecification={"TrainingImage": aws.training_image, "TrainingInputMode": "File"},
         RoleArn=aws.role_arn,
         OutputDataConfig={"S3OutputPath": aws.s3_uri("output")},
         ResourceConfig={"InstanceType": TRAINING_INSTANCE, "InstanceCount": 1, "VolumeSizeInGB": 10},
