@@ -1,5 +1,5 @@
 """Keeps the benchmarks from rotting: bench/engine.py, bench/server_load.py (with the seed-style peer),
-bench/make_readme_table.py and bench/soak.py at minimal size on a tiny random BERT.
+bench/make_readme_table.py, bench/soak.py and bench/gpu_check.py at minimal size on a tiny random BERT.
 
 No timing is asserted (performance claims live in bench/results, produced by bench/run_all.sh);
 only that the scripts run end to end through the product's exporter, predictor and server and write
@@ -127,3 +127,16 @@ def test_soak_runs_at_minimal_size(tmp_path: Path) -> None:
     assert set(row["by_kind"]) == {"single", "batch", "jsonlines"}
     assert row["p99_ms"] >= row["p50_ms"] > 0 and row["rss_warm_mib"] > 0
     assert "| concurrency |" in (out / "soak-smoke.md").read_text()
+
+
+def test_gpu_check_runs_each_configuration_and_says_what_it_saw(tmp_path: Path) -> None:
+    """bench/gpu_check.py on this GPU-less machine: device=cuda is refused with the reason, CPU trains."""
+    pretrained = make_tiny_model(tmp_path / "tiny", labels=None, words=["order", "billing", "refund", "late"])
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--configs", "bf16", "cpu", "--steps=2"]
+    cmd += [f"--pretrained={pretrained}", f"--out-dir={out}", "--name=gpu-smoke"]
+    subprocess.run(cmd, check=True, cwd=REPO, timeout=600)
+    rows = {row["config"]: row for row in json.loads((out / "gpu-smoke.json").read_text())["rows"]}
+    assert rows["bf16"]["exit"] == 2 and rows["bf16"]["failure"].startswith("device=cuda: this host has no GPU")
+    assert rows["cpu"]["exit"] == 0, rows["cpu"]
+    assert rows["cpu"]["device line"].startswith("device: cpu; torch ") and rows["cpu"]["last train_loss"] > 0

@@ -82,7 +82,7 @@ class Hyperparameters(BaseModel):
     mixed_precision: MixedPrecision = Field(
         "auto",
         description="GPU autocast: `auto` takes bf16 where the GPU has it natively (A10G, A100, H100...), "
-        "else fp16 with loss scaling (T4, V100); `no`: FP32 (TF32 matmuls on Ampere+); always off on CPU.",
+        "else fp16 with loss scaling (T4); `no`: FP32 (TF32 matmuls on Ampere+); always off on CPU.",
     )
     seed: int = Field(42, description="Seed for data order, splits and initialisation.")
     num_threads: int = Field(0, ge=0, description="CPU threads for torch (0: the CPUs this container may use).")
