@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
+
+from readme_tables import BENCH_README, README, bench_results, block, splice  # scripts/ is on pytest's pythonpath
 
 from textclf.train.hyperparameters import markdown_table
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-from readme_tables import BENCH_README, README, bench_results, block, splice  # noqa: E402 (scripts/ is not a package)
 
 
 def generated_block(path: Path, name: str) -> str:

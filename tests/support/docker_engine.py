@@ -7,14 +7,10 @@ See scripts/docker_images.py for how and why, and for the environment knobs.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from docker_images import (  # scripts/ is not a package: found through the line above
+from docker_images import (  # scripts/ is on pytest's pythonpath
     BASE_DESCRIPTION,
     BASE_IMAGE,
     CACHE_DIR,
