@@ -187,10 +187,17 @@ def wait_until(condition: Callable[[], Any], proc: subprocess.Popen, what: str, 
 
 
 def complete_checkpoints(directory: Path) -> list[Path]:
-    """``step-N`` checkpoint directories, oldest first (the temporary ``.tmp-*`` ones are not listed)."""
-    if not directory.is_dir():
-        return []
-    return sorted((p for p in directory.glob("step-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+    """``step-N`` checkpoint directories of the one run in ``directory`` (its ``run-*`` folder), oldest
+    first (the temporary ``.tmp-*`` ones are not listed)."""
+    found = [p for p in directory.glob("run-*/step-*") if p.is_dir()]
+    assert len({p.parent for p in found}) <= 1, f"checkpoints of several runs in {directory}"
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def run_folder(directory: Path) -> Path:
+    """The one run's checkpoint folder in ``directory``."""
+    (folder,) = directory.glob("run-*")
+    return folder
 
 
 def checkpoint_state(checkpoint: Path) -> dict[str, Any]:

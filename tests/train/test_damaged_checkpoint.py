@@ -16,6 +16,7 @@ from support.training import (
     copy_tree,
     report,
     resume_tree,
+    run_folder,
     start_logged,
     wait_until,
 )
@@ -52,7 +53,7 @@ def test_a_damaged_checkpoint_is_named_and_skipped_and_none_usable_fails(
     result = broken.run()
     assert result.returncode == errors.EXIT_USER_ERROR, result.stdout + result.stderr
     reason = broken.failure.read_text().splitlines()[0]
-    assert reason.startswith(f"no usable checkpoint in {broken.checkpoints}: "), reason
+    assert reason.startswith(f"no usable checkpoint in {run_folder(broken.checkpoints)}: "), reason
     assert "optimizer.pt does not match its recorded sha256" in reason
 
     # Only the newest damaged: said so, and the one before it is resumed.

@@ -92,7 +92,7 @@ def test_disk_full_while_checkpointing_fails_clearly_and_the_last_checkpoint_res
         assert not reason.startswith(("Traceback", "RuntimeError", "SafetensorError"))
         assert not (sm.model_dir / "manifest.json").exists()
         # The half-written checkpoint is gone; the complete ones are intact.
-        assert not [p.name for p in sm.checkpoints.iterdir() if p.name.startswith(".tmp-")]
+        assert not [p.name for p in sm.checkpoints.rglob(".tmp-*")]
         kept = complete_checkpoints(sm.checkpoints)
         assert kept
         named = re.search(r"the (?:previous )?checkpoint (step-\d+) is intact", reason)

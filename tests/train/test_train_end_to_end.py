@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from support.training import FAST_HYPERPARAMETERS, KEYWORDS, SageMakerTree, new_tree, write_jsonl
+from support.training import FAST_HYPERPARAMETERS, KEYWORDS, SageMakerTree, new_tree, run_folder, write_jsonl
 from textclf.contract.metrics import METRIC_DEFINITIONS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -89,8 +89,9 @@ def test_train_learns_and_writes_every_output(sm: SageMakerTree) -> None:
     hf_config = json.loads((sm.model_dir / "hf" / "config.json").read_text())
     assert hf_config["id2label"] == {str(i): label for i, label in enumerate(sorted(KEYWORDS))}
 
-    # Checkpoints: the newest keep_checkpoints (default 2) complete ones, no temporary leftovers.
-    kept = sorted(p.name for p in sm.checkpoints.iterdir() if p.is_dir())
+    # Checkpoints: the newest keep_checkpoints (default 2) complete ones in this run's own folder, no
+    # temporary leftovers.
+    kept = sorted(p.name for p in run_folder(sm.checkpoints).iterdir() if p.is_dir())
     assert len(kept) == 2 and all(name.startswith("step-") for name in kept)
 
 

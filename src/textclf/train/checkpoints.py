@@ -22,6 +22,7 @@ pointer file ``best.json`` (replaced atomically), so a resumed run still exports
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -63,6 +64,17 @@ class TrainerState:
     history: list[dict[str, Any]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     identity: dict[str, Any] = field(default_factory=dict)
+
+
+def run_folder(identity: dict[str, Any]) -> str:
+    """This run's own folder in the checkpoint directory, named by a hash of its identity.
+
+    SageMaker copies a job's whole checkpoint prefix into /opt/ml/checkpoints and mirrors deletions
+    back; tuning trials (and reruns with other hyperparameters) may share that prefix. Each run
+    lists, resumes and prunes only its own folder, so none resumes or deletes another's checkpoints.
+    """
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+    return f"run-{digest[:16]}"
 
 
 def checkpoint_name(step: int) -> str:

@@ -67,6 +67,37 @@ def prepare_host(hp: Hyperparameters, datasets: data.Datasets, channels: dict[st
     )
 
 
+# Hyperparameters that change neither the data, the batches nor the weights a run computes: a
+# checkpoint resumes across them. Every other one is part of the run's identity.
+RUN_NEUTRAL = frozenset({
+    "num_threads", "device", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "eval_batch_size",
+    "export_format", "quantize_per_channel", "max_accuracy_drop", "on_accuracy_drop", "keep_full_precision",
+    "model_name_or_path",  # the model itself is identified by where it was loaded from (below)
+    "text_column", "text_pair_column", "label_column", "label_delimiter",  # the rows are fingerprinted instead
+})  # fmt: skip
+
+
+def run_identity(
+    hp: Hyperparameters,
+    host: HostInputs,
+    label_map: data.LabelMap,
+    model: str,
+    world_size: int,
+    steps_per_epoch: int,
+    total_steps: int,
+) -> dict[str, Any]:
+    """What makes two runs the same run: only such a run may resume the other's checkpoints."""
+    return {
+        **host.fingerprints,
+        "labels": list(label_map.names),
+        "model": model,
+        "world_size": world_size,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "hyperparameters": {k: v for k, v in hp.model_dump().items() if k not in RUN_NEUTRAL},
+    }
+
+
 def run_worker(
     worker: Worker, cluster: Cluster, device: DevicePlan, hp: Hyperparameters, datasets: data.Datasets, host: HostInputs
 ) -> int:
@@ -115,23 +146,13 @@ def _train_and_export(
         )
     label_map, train_set = datasets.label_map, host.train
     per_epoch, total = loop.plan_steps(len(train_set), hp, worker.world_size)
-    identity = {
-        **host.fingerprints,
-        "labels": list(label_map.names),
-        "problem_type": hp.problem_type,
-        "model": host.source.description,
-        "world_size": worker.world_size,
-        "batch_size": hp.batch_size,
-        "gradient_accumulation_steps": hp.gradient_accumulation_steps,
-        "steps_per_epoch": per_epoch,
-        "total_steps": total,
-        "seed": hp.seed,
-        "max_seq_length": hp.max_seq_length,
-        "truncation": hp.truncation,
-    }
+    identity = run_identity(hp, host, label_map, host.source.description, worker.world_size, per_epoch, total)
+    checkpoint_dir = opt_ml.checkpoint_dir(p) / checkpoints.run_folder(identity)
+    if worker.is_main:
+        say(f"checkpoints: {checkpoint_dir} (a run with other data or hyperparameters has a folder of its own)")
     run = loop.prepare(
         hp, worker, loaded.model, host.encoder, loaded.input_names, label_map, train_set, host.validation,
-        opt_ml.checkpoint_dir(p), identity, device.amp,
+        checkpoint_dir, identity, device.amp,
     )  # fmt: skip
     say(
         f"rank {worker.rank}/{worker.world_size}: training on {math.ceil(len(train_set) / worker.world_size)} of "
