@@ -187,3 +187,12 @@ def test_encode_csv_one_row_per_input() -> None:
 def test_non_ascii_labels_survive() -> None:
     body = encode([[{"label": "négatif", "score": 1.0}]], True, JSON)
     assert json.loads(body.decode("utf-8")) == [{"label": "négatif", "score": 1.0}]
+
+
+def test_batch_transform_answers_leave_the_last_line_to_the_assembler() -> None:
+    """AssembleWith=Line adds a newline after every response: ours must not end with one."""
+    batches = [RESULTS, RESULTS[:1]]
+    for media in (JSONLINES, CSV):
+        assembled = "".join(encode(b, False, media, last_newline=False).decode() + "\n" for b in batches)
+        assert assembled.split("\n")[:-1] == encode(RESULTS + RESULTS[:1], False, media).decode().split("\n")[:-1]
+        assert len(assembled.splitlines()) == len(RESULTS) + 1  # one line per record, no empty ones between

@@ -358,3 +358,23 @@ def test_concurrent_requests_all_answer_correctly(stack: ServeProcess, reference
     for texts, response in zip(batches, responses, strict=True):
         assert response.status_code == 200
         assert_same(response.json(), reference.predict(texts))
+
+
+def test_batch_transform_mode_takes_chunked_bodies_and_answers_one_line_per_record(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """SAGEMAKER_BATCH with MaxPayloadInMB=0 (chunked, any size): serve starts, reads the chunked JSON
+    Lines body and answers one line per record, the last unterminated (AssembleWith=Line adds it)."""
+    root = make_sm_root(model_dir, tmp_path / "opt-ml")
+    env = {"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"}
+    with ServeProcess(root, tmp_path / "logs", env, workers=1) as serve:
+        serve.wait_ready()
+        texts = texts_of(5, seed=9)
+        chunks = (json.dumps({"text": t}).encode() + b"\n" for t in texts)  # a generator: chunked encoding
+        response = requests.post(
+            serve.url("/invocations"), data=chunks, headers={"Content-Type": "application/jsonlines"}, timeout=60
+        )
+        assert response.status_code == 200, response.text
+        assert not response.text.endswith("\n")
+        assert len(response.text.split("\n")) == len(texts)
+        assert requests.get(serve.url("/execution-parameters"), timeout=10).json()["MaxPayloadInMB"] == 100

@@ -174,3 +174,9 @@ def test_gunicorn_command(tmp_path: Path) -> None:
     assert graceful < 30  # SageMaker's SIGKILL comes 30 s after SIGTERM
     assert cmd[-1] == "textclf.serve.app:create_app()"  # the app (and model) is built in each worker
     assert shutil.which(cmd[0])
+
+
+def test_a_transform_jobs_payload_0_is_served_with_the_largest_sized_limit() -> None:
+    """MaxPayloadInMB=0 (any size, chunked) is allowed by CreateTransformJob: serve must start."""
+    settings = ServingSettings.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0"}, cpus=1)
+    assert settings.max_payload_mb == 100 and settings.max_payload_bytes == 100 * 1024 * 1024

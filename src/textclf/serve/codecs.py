@@ -21,7 +21,8 @@ CSV). One *result* is the list ``[{"label", "score"}, ...]`` of one input, best 
 
 - ``application/json``: a single input (a string or one pair object) answers with its result;
   a list answers with a list of results, one per input (also for a one-element list).
-- ``application/jsonlines``: one result per line, in input order.
+- ``application/jsonlines``: one result per line, in input order (in Batch Transform mode the last
+  line has no newline: ``AssembleWith=Line`` adds one after every response).
 - ``text/csv``: one row per input, ``label,score`` repeated for each entry of its result.
 """
 
@@ -340,16 +341,23 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def encode(results: Sequence[Prediction], single: bool, media: str) -> bytes:
-    """Encode one result per input (see the module docstring for the shapes)."""
+def encode(results: Sequence[Prediction], single: bool, media: str, *, last_newline: bool = True) -> bytes:
+    """Encode one result per input (see the module docstring for the shapes).
+
+    ``last_newline=False`` leaves the last line of JSON Lines and CSV unterminated: Batch Transform
+    with ``AssembleWith=Line`` adds a newline after every response, and one already there would
+    leave an empty line after each mini-batch in the assembled output.
+    """
     if media == JSON:
         return _json(results[0] if single else list(results)).encode("utf-8")
     if media == JSONLINES:
-        return "".join(_json(result) + "\n" for result in results).encode("utf-8")
-    if media == CSV:
+        text = "".join(_json(result) + "\n" for result in results)
+    elif media == CSV:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         for result in results:
             writer.writerow([value for entry in result for value in (entry["label"], repr(float(entry["score"])))])
-        return out.getvalue().encode("utf-8")
-    raise ValueError(f"cannot encode {media!r}")
+        text = out.getvalue()
+    else:
+        raise ValueError(f"cannot encode {media!r}")
+    return (text if last_newline else text.removesuffix("\n")).encode("utf-8")

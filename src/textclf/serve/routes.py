@@ -126,7 +126,7 @@ def invocations() -> Response:
         g.input_texts = inputs.texts
     attributes = parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
     results, context = state.service.invoke(inputs, attributes, g.request_id)
-    body = codecs.encode(results, inputs.single, accept)
+    body = codecs.encode(results, inputs.single, accept, last_newline=not state.settings.batch)
     response = Response(body, content_type=codecs.content_type_header(accept))
     if context.response_attributes != attributes:
         echoed = format_custom_attributes(context.response_attributes)

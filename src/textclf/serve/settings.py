@@ -150,7 +150,10 @@ class ServingSettings:
         return cls(
             model_dir=Paths(Path(env.get(ROOT_ENV) or DEFAULT_ROOT)).model_dir,
             port=_int(env, ("SAGEMAKER_BIND_TO_PORT",), DEFAULT_PORT, 1, 65535),
-            max_payload_mb=_int(env, ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), DEFAULT_PAYLOAD_MB, 1, MAX_PAYLOAD_MB),
+            # 0: the transform job may send a body of any size, chunked; this server still bounds what it
+            # buffers, at the largest size the API allows otherwise.
+            max_payload_mb=_int(env, ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), DEFAULT_PAYLOAD_MB, 0, MAX_PAYLOAD_MB)
+            or MAX_PAYLOAD_MB,
             batch=batch,
             workers=workers,
             intra_op_threads=threads,
