@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import urllib.error
 import urllib.request
 import zipfile
@@ -80,9 +81,36 @@ def parameters(aws: Aws, code_key: str) -> dict[str, str]:
     }
 
 
+# API Gateway serves a stage from a Deployment, a snapshot of the API taken when the Deployment is
+# created; CloudFormation creates one only when the resource is new. The stack therefore gets the
+# template with the Deployment's logical id suffixed by a hash of the template and every parameter:
+# any change of settings (timeout, auth, ...) makes a new Deployment, the Stage moves to it and the
+# old one is deleted; an unchanged deploy keeps the id, so it stays a no-op.
+DEPLOYMENT = "Deployment"
+_DEPLOYMENT_RESOURCE = f"\n  {DEPLOYMENT}:\n"
+_DEPLOYMENT_REF = f"DeploymentId: !Ref {DEPLOYMENT}\n"
+
+
+def deployment_id(template: str, params: dict[str, str]) -> str:
+    digest = hashlib.sha256(json.dumps([template, sorted(params.items())]).encode()).hexdigest()
+    return f"{DEPLOYMENT}{digest[:16]}"
+
+
+def template_body(params: dict[str, str]) -> str:
+    """The API template as sent: the Deployment's logical id carries the hash of the settings."""
+    text = TEMPLATE.read_text(encoding="utf-8")
+    if text.count(_DEPLOYMENT_RESOURCE) != 1 or text.count(_DEPLOYMENT_REF) != 1:
+        raise OpsError(f"{TEMPLATE}: expected one {DEPLOYMENT} resource and one Stage reference to it")
+    new_id = deployment_id(text, params)
+    return text.replace(_DEPLOYMENT_RESOURCE, f"\n  {new_id}:\n").replace(
+        _DEPLOYMENT_REF, f"DeploymentId: !Ref {new_id}\n"
+    )
+
+
 def deploy(aws: Aws) -> dict[str, str]:
     ensure_bucket(aws)
-    outputs = stacks.deploy(aws, aws.cfg.api.stack_name, TEMPLATE, parameters(aws, upload_code(aws)))
+    params = parameters(aws, upload_code(aws))
+    outputs = stacks.deploy(aws, aws.cfg.api.stack_name, TEMPLATE, params, body=template_body(params))
     print(f"POST {outputs['InvokeUrl']}")
     if "ApiKeyId" in outputs:
         print("API key: python -m ops api key")

@@ -36,6 +36,16 @@ class Aws:
             raise ConfigError("no AWS region: set aws.region, TEXTCLF_AWS_REGION or AWS_DEFAULT_REGION")
         self.clients: dict[str, Any] = {}
         self._account_id: str | None = None
+        # The names of the training jobs created through this session, as sent, whoever sent them (the
+        # SageMaker SDK's ModelTrainer does not say which job it created). Registered before any client
+        # exists: a botocore client copies the session's event handlers when it is created.
+        self.created_training_jobs: list[str] = []
+        self.session.events.register(
+            "provide-client-params.sagemaker.CreateTrainingJob", self._record_training_job, unique_id=f"ops-{id(self)}"
+        )
+
+    def _record_training_job(self, params: dict[str, Any], **_: Any) -> None:
+        self.created_training_jobs.append(str(params["TrainingJobName"]))
 
     @property
     def region(self) -> str:

@@ -1,13 +1,20 @@
 """Upload local training channels (train / validation / test / pretrained) to S3.
 
-Each channel lands under ``s3://<bucket>/<prefix>/data/<channel>/`` — a folder with a trailing
-slash, so that an S3Prefix channel never picks up a sibling such as ``train-old/``.
+Each upload of a channel lands in a fresh folder, ``s3://<bucket>/<prefix>/data/<channel>/<version>/``
+(``<version>``: the UTC time of the upload to the microsecond, so versions sort in upload order),
+and the output names it. A re-upload therefore never trains on old and new files together, and
+nothing is deleted: an earlier version stays usable with ``--channel NAME=s3://...``. Without
+``--channel``, ``train`` and ``tune`` use each channel's latest finished version:
+``data/<channel>/<version>.complete``, written after the version's last file (beside its folder,
+not in it), marks a finished upload, so an interrupted one is never picked. Every URI ends with a
+slash, so that an S3Prefix channel never picks up a sibling folder.
 The bucket is created when missing (private, encrypted by default).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 from botocore.exceptions import ClientError
@@ -16,6 +23,8 @@ from ops.aws import Aws, OpsError
 
 CHANNELS = ("train", "validation", "test", "pretrained")
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9\.\-_]{1,64}$")
+COMPLETE = ".complete"  # data/<channel>/<version>.complete: that version's upload finished
+_VERSION = re.compile(r"^\d{8}T\d{12}Z$")  # UTC date, "T", time to the microsecond, "Z"
 
 
 def ensure_bucket(aws: Aws) -> str:
@@ -44,8 +53,35 @@ def ensure_bucket(aws: Aws) -> str:
     return bucket
 
 
-def channel_uri(aws: Aws, channel: str) -> str:
+def _marker_key(aws: Aws, channel: str, version: str) -> str:
+    """Written after the last file of a version: beside its folder, not in it (the job would read it)."""
+    return channel_root(aws, channel).removeprefix(f"s3://{aws.bucket}/") + version + COMPLETE
+
+
+def channel_root(aws: Aws, channel: str) -> str:
+    """The folder that holds every uploaded version of a channel."""
     return aws.s3_uri("data", channel)
+
+
+def new_version() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def channel_uri(aws: Aws, channel: str, version: str) -> str:
+    return aws.s3_uri("data", channel, version)
+
+
+def latest_version(aws: Aws, channel: str) -> str | None:
+    """The newest uploaded version of a channel (folders named by ``new_version``), or None."""
+    prefix = channel_root(aws, channel).removeprefix(f"s3://{aws.bucket}/")
+    versions: list[str] = []
+    paginator = aws.client("s3").get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=aws.bucket, Prefix=prefix, Delimiter="/"):
+        for item in page.get("Contents", []):
+            name = item["Key"].removeprefix(prefix).removesuffix(COMPLETE)
+            if item["Key"].endswith(COMPLETE) and _VERSION.match(name):
+                versions.append(name)
+    return max(versions) if versions else None
 
 
 def upload(aws: Aws, channels: dict[str, Path]) -> dict[str, str]:
@@ -55,31 +91,36 @@ def upload(aws: Aws, channels: dict[str, Path]) -> dict[str, str]:
             raise OpsError(f"channel name {name!r}: letters, digits, '.', '-', '_' only")
         if not path.exists():
             raise OpsError(f"channel {name}: {path} does not exist")
+    listed = {
+        name: [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for name, path in channels.items()
+    }
+    for name, files in listed.items():
+        if not files:
+            raise OpsError(f"channel {name}: {channels[name]} holds no files")
     ensure_bucket(aws)
     s3 = aws.client("s3")
+    version = new_version()  # one version for all the channels of this upload
     result: dict[str, str] = {}
     for name, path in channels.items():
-        uri = channel_uri(aws, name)
+        uri = channel_uri(aws, name, version)
         key_prefix = uri.removeprefix(f"s3://{aws.bucket}/")
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        if not files:
-            raise OpsError(f"channel {name}: {path} holds no files")
+        files = listed[name]
         base = path.parent if path.is_file() else path
         for file in files:
             key = key_prefix + file.relative_to(base).as_posix()
             s3.upload_file(str(file), aws.bucket, key)
+        s3.put_object(Bucket=aws.bucket, Key=_marker_key(aws, name, version), Body=b"")
         print(f"{name}: {len(files)} file(s) -> {uri}")
         result[name] = uri
     return result
 
 
 def existing_channels(aws: Aws) -> dict[str, str]:
-    """The channels already uploaded under the project's data prefix."""
-    s3 = aws.client("s3")
+    """Each channel's latest uploaded version under the project's data prefix."""
     found: dict[str, str] = {}
     for name in CHANNELS:
-        uri = channel_uri(aws, name)
-        listing = s3.list_objects_v2(Bucket=aws.bucket, Prefix=uri.removeprefix(f"s3://{aws.bucket}/"), MaxKeys=1)
-        if listing.get("KeyCount", 0):
-            found[name] = uri
+        version = latest_version(aws, name)
+        if version:
+            found[name] = channel_uri(aws, name, version)
     return found

@@ -25,6 +25,10 @@ ENV_CONFIG = "TEXTCLF_OPS_CONFIG"
 _NAME = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
 
 
+INPUT_MODES = ("File", "FastFile")  # not Pipe: the container reads files
+STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
+
+
 class ConfigError(ValueError):
     """The configuration is incomplete or inconsistent; the message names the setting."""
 
@@ -166,9 +170,31 @@ class OpsConfig:
             raise ConfigError(f"api.auth must be API_KEY or AWS_IAM, got {self.api.auth!r}")
         if not 5 <= self.api.timeout_s <= 300:
             raise ConfigError(f"api.timeout_s must be within 5..300, got {self.api.timeout_s}")
+        if self.training.input_mode not in INPUT_MODES:
+            raise ConfigError(
+                f"training.input_mode {self.training.input_mode!r}: the container reads its channels as files "
+                f"under /opt/ml/input/data (no Pipe FIFOs); use {' or '.join(INPUT_MODES)}"
+            )
+        check_tuning(self.tuning)
+        if not 0 <= self.batch.max_payload_mb <= 100:
+            # 0 (any size, HTTP chunked) is served: the container then buffers up to 100 MB.
+            raise ConfigError(f"batch.max_payload_mb must be within 0..100, got {self.batch.max_payload_mb}")
         if self.batch.max_concurrent_transforms * self.batch.max_payload_mb > 100:
             raise ConfigError("batch.max_concurrent_transforms x batch.max_payload_mb must be <= 100")
         return self
+
+
+def check_tuning(t: TuningSection) -> None:
+    """What CreateHyperParameterTuningJob would refuse (or botocore lets through and SageMaker refuses)."""
+    if t.strategy not in STRATEGIES:
+        raise ConfigError(f"tuning.strategy {t.strategy!r} must be one of {', '.join(STRATEGIES)}")
+    if t.early_stopping not in ("Auto", "Off"):
+        raise ConfigError(f"tuning.early_stopping must be Auto or Off, got {t.early_stopping!r}")
+    if t.strategy == "Hyperband" and t.early_stopping != "Off":
+        raise ConfigError(
+            f"tuning.early_stopping {t.early_stopping!r} with tuning.strategy 'Hyperband': Hyperband stops "
+            "trials itself and the API takes only TrainingJobEarlyStoppingType Off with it; set early_stopping = 'Off'"
+        )
 
 
 # Environment variables and build arguments are free-form: a token for a private model hub or a

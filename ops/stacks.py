@@ -27,12 +27,13 @@ def _status(aws: Aws, name: str) -> str | None:
         raise
 
 
-def deploy(aws: Aws, name: str, template: Path, parameters: dict[str, str]) -> dict[str, str]:
-    """Create the stack, or update it in place; returns its outputs."""
+def deploy(aws: Aws, name: str, template: Path, parameters: dict[str, str], body: str | None = None) -> dict[str, str]:
+    """Create the stack, or update it in place; returns its outputs. ``body``: the template as
+    rendered from ``template`` (default: the file as it is)."""
     cfn = aws.client("cloudformation")
     args = {
         "StackName": name,
-        "TemplateBody": template.read_text(encoding="utf-8"),
+        "TemplateBody": template.read_text(encoding="utf-8") if body is None else body,
         "Parameters": [{"ParameterKey": k, "ParameterValue": str(v)} for k, v in sorted(parameters.items())],
         "Capabilities": ["CAPABILITY_IAM"],
         "Tags": [{"Key": "project", "Value": aws.cfg.project}],

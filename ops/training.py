@@ -70,10 +70,13 @@ def sdk_session(aws: Aws) -> Any:
     return Session(boto_session=aws.session, default_bucket=aws.bucket, default_bucket_prefix=aws.cfg.aws.prefix)
 
 
-def model_trainer(aws: Aws, hps: dict[str, str], checkpoint_s3_uri: str | None = None) -> ModelTrainer:
+def model_trainer(
+    aws: Aws, hps: dict[str, str], checkpoint_s3_uri: str | None = None, checkpoints: bool = True
+) -> ModelTrainer:
     """The trainer both training and tuning start from. ``checkpoint_s3_uri`` None lets the SDK put
     checkpoints under ``<prefix>/<base_job_name>/<job-name>/checkpoints``: one folder per job, so a
-    new job never resumes another job's checkpoints."""
+    new job never resumes another job's checkpoints. ``checkpoints`` False sends no CheckpointConfig
+    (the tuner copies the trainer's as it is, and one without ``S3Uri`` is an invalid request)."""
     from sagemaker.core.shapes import MetricDefinition
     from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, StoppingCondition
     from sagemaker.train import ModelTrainer
@@ -94,7 +97,9 @@ def model_trainer(aws: Aws, hps: dict[str, str], checkpoint_s3_uri: str | None =
             enable_managed_spot_training=t.spot,
         ),
         stopping_condition=stopping,
-        checkpoint_config=CheckpointConfig(s3_uri=checkpoint_s3_uri, local_path=t.checkpoint_local_path),
+        checkpoint_config=(
+            CheckpointConfig(s3_uri=checkpoint_s3_uri, local_path=t.checkpoint_local_path) if checkpoints else None
+        ),
         output_data_config=OutputDataConfig(s3_output_path=aws.s3_uri("output")),
         training_input_mode=t.input_mode,
         hyperparameters=hps,
@@ -139,9 +144,14 @@ def start(
     hps = hyperparameters({**aws.cfg.training.hyperparameters, **(overrides or {})})
     checkpoint = checkpoint_of(aws, resume_from) if resume_from else None
     trainer = model_trainer(aws, hps, checkpoint)
+    before = len(aws.created_training_jobs)
     trainer.train(input_data_config=input_data(aws, channels), wait=wait, logs=wait)
-    job = trainer._latest_training_job  # the SDK's documented way to reach the created job
-    name = str(job.training_job_name)
+    # ModelTrainer has no public accessor for the job it created (train() returns None): the name is
+    # read from the CreateTrainingJob request itself (ops.aws.Aws records it).
+    created = aws.created_training_jobs[before:]
+    if len(created) != 1:
+        raise OpsError(f"expected one CreateTrainingJob request, saw {len(created)}")
+    name = created[0]
     print(f"training job {name} started")
     if wait:
         status = aws.client("sagemaker").describe_training_job(TrainingJobName=name)

@@ -6,9 +6,16 @@ static hyperparameter ``eval_metric`` is set to match it: ``train`` prints the b
 
 Spot and checkpoints: sagemaker-train 1.27 copies the trainer's ``CheckpointConfig`` into the
 tuning job's training-job definition (older v3 releases dropped it; the tests assert it is sent).
-A tuning job has one definition for all its training jobs, so they share one checkpoint S3 prefix,
-``<prefix>/checkpoints/<tuning-job>/``; ``train`` must keep each job's checkpoints in a folder named
-after ``TRAINING_JOB_NAME`` so that a job restarted after a spot interruption resumes its own.
+A tuning job has one definition for all its training jobs (botocore's service model:
+``HyperParameterTrainingJobDefinition`` holds a single ``CheckpointConfig``, documented only as
+"the S3 path where you want SageMaker to store checkpoints", with no per-job suffix), so its trials
+share one checkpoint S3 prefix, ``<prefix>/checkpoints/<tuning-job>/``, each tuning job its own. The
+container keeps each trial's checkpoints apart inside it (by the run's identity, e.g.
+``TRAINING_JOB_NAME``), so that a trial restarted after a spot interruption resumes its own.
+
+Without spot no CheckpointConfig is sent: nothing restarts an on-demand trial, and the shared prefix
+would only be copied into every trial at its start. (``ops train`` keeps checkpoints on demand too:
+one job, its own prefix, and ``--resume-from`` continues from it.)
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ import json
 from typing import Any
 
 from ops.aws import Aws, OpsError, unique_name
-from ops.config import ConfigError, load_ranges_file
-from ops.training import hyperparameters, input_data, model_trainer, to_hyperparameter_string
+from ops.config import ConfigError, check_tuning, load_ranges_file
+from ops.training import hyperparameters, input_data, metric_definitions, model_trainer, to_hyperparameter_string
 from textclf.contract.metrics import OBJECTIVES
 
 MAX_TUNING_JOB_NAME = 32
@@ -92,7 +99,8 @@ def start(
 
     t = aws.cfg.tuning
     ranges_path = ranges_file or t.ranges_file
-    ranges = parameter_ranges(load_ranges_file(ranges_path) if ranges_path else t.ranges)
+    raw_ranges = load_ranges_file(ranges_path) if ranges_path else t.ranges
+    ranges = parameter_ranges(raw_ranges)
     metric, direction, eval_metric = objective(aws)
     static = dict(aws.cfg.training.hyperparameters)
     if "eval_metric" in ranges:
@@ -105,17 +113,20 @@ def start(
     static["eval_metric"] = eval_metric
     if not 1 <= t.max_parallel_jobs <= t.max_jobs:
         raise ConfigError("tuning needs 1 <= max_parallel_jobs <= max_jobs")
-    if t.early_stopping not in ("Auto", "Off"):
-        raise ConfigError("tuning.early_stopping must be Auto or Off")
+    check_tuning(t)
+    if t.strategy == "Grid" and any(spec.get("type") != "categorical" for spec in raw_ranges.values()):
+        raise ConfigError("tuning.strategy 'Grid' searches categorical ranges only: make every range categorical")
 
     name = unique_name(t.base_job_name, MAX_TUNING_JOB_NAME)
-    checkpoint = aws.s3_uri("checkpoints", name) if aws.cfg.training.spot else None
-    trainer = model_trainer(aws, hyperparameters(static), checkpoint)
+    spot = aws.cfg.training.spot
+    trainer = model_trainer(
+        aws, hyperparameters(static), aws.s3_uri("checkpoints", name) if spot else None, checkpoints=spot
+    )
     tuner = HyperparameterTuner(
         model_trainer=trainer,
         objective_metric_name=metric,
         objective_type=direction,
-        metric_definitions=[{"Name": d.name, "Regex": d.regex} for d in trainer._metric_definitions or []],
+        metric_definitions=metric_definitions(),
         hyperparameter_ranges=ranges,
         strategy=t.strategy,
         max_jobs=t.max_jobs,

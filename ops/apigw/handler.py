@@ -2,7 +2,8 @@
 
 Accepts API Gateway REST (payload 1.0) and HTTP API (payload 2.0) proxy events, base64 bodies
 included. Checks size and content type before calling SageMaker; passes ``Content-Type``,
-``Accept`` and ``X-Amzn-SageMaker-Custom-Attributes`` through and back. Errors map to:
+``Accept`` and ``X-Amzn-SageMaker-Custom-Attributes`` through and back. A request without ``Accept``
+asks for its own type back, except one the container cannot answer in (``text/plain``): JSON. Errors map to:
 
     container 4xx (ModelError)            -> the container's status and body (OriginalMessage)
     container 5xx, container/read timeout  -> 502
@@ -40,6 +41,20 @@ MAX_BODY_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's 6 MB request limit (6,291,4
 MAX_CUSTOM_ATTRIBUTES = 1024
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 DEFAULT_CONTENT_TYPES = "application/json,application/jsonlines,text/csv,text/plain"
+# The container's response types (textclf.serve.codecs: RESPONSE_TYPES and their aliases).
+RESPONSE_TYPES = frozenset(
+    {
+        "application/json",
+        "application/jsonlines",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/json-lines",
+        "application/x-ndjson",
+        "text/csv",
+        "application/csv",
+    }
+)
+DEFAULT_ACCEPT = "application/json"
 TEXT_TYPES = ("application/json", "application/jsonlines", "application/x-jsonlines", "text/")
 _VISIBLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 _ACCOUNT = re.compile(r"\b\d{12}\b")
@@ -76,6 +91,13 @@ def _allowed_types() -> set[str]:
 
 def _media_type(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
+
+
+def _default_accept(content_type: str) -> str:
+    """A request without ``Accept`` asks for its own type back where the container writes that type
+    (JSON, JSON Lines, CSV); ``text/plain`` has no response type of its own (the container would
+    answer 406), so it, and any other such type, gets JSON."""
+    return content_type if _media_type(content_type) in RESPONSE_TYPES else DEFAULT_ACCEPT
 
 
 def _headers(event: dict[str, Any]) -> dict[str, str]:
@@ -130,7 +152,7 @@ def _parse(event: dict[str, Any]) -> dict[str, Any]:
         "EndpointName": os.environ["ENDPOINT_NAME"],
         "Body": body,
         "ContentType": content_type,
-        "Accept": headers.get("accept") or content_type,
+        "Accept": headers.get("accept") or _default_accept(content_type),
     }
     attributes = headers.get(CUSTOM_ATTRIBUTES.lower())
     if attributes is not None:

@@ -37,8 +37,8 @@ def test_deploy_creates_then_updates_the_stack(aws: Any, calls: Calls) -> None:
     created = calls.one("CreateStack")
     assert created["StackName"] == "textclf-api"
     assert created["Capabilities"] == ["CAPABILITY_IAM"]
-    assert created["TemplateBody"] == api.TEMPLATE.read_text(encoding="utf-8")
     params = {p["ParameterKey"]: p["ParameterValue"] for p in created["Parameters"]}
+    assert created["TemplateBody"] == api.template_body(params)
     assert set(params) == TEMPLATE_PARAMETERS
     assert params["EndpointName"] == "textclf-test"
     assert (params["IntegrationTimeoutMs"], params["LambdaTimeoutSeconds"], params["SageMakerReadTimeoutSeconds"]) == (
@@ -62,6 +62,43 @@ def test_deploy_creates_then_updates_the_stack(aws: Any, calls: Calls) -> None:
         updated["LambdaTimeoutSeconds"],
         updated["SageMakerReadTimeoutSeconds"],
     ) == ("120000", "119", "70")
+
+
+def _deployment(body: str) -> str:
+    """The logical id of the template's one API Gateway Deployment, checked to be the Stage's."""
+    resources = yaml_resources(body)
+    ids = [k for k, v in resources.items() if v["Type"] == "AWS::ApiGateway::Deployment"]
+    assert len(ids) == 1, ids
+    assert resources["Stage"]["Properties"]["DeploymentId"] == {"Ref": ids[0]}
+    return ids[0]
+
+
+def yaml_resources(body: str) -> dict[str, Any]:
+    from cfnlint.decode.cfn_yaml import loads
+
+    return dict(loads(body)["Resources"])
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+def test_every_change_of_settings_deploys_the_api_anew(aws: Any, calls: Calls) -> None:
+    """API Gateway serves the snapshot a Deployment took when it was created: a change of timeout or
+    auth must come with a new Deployment (a new logical id), or the stage keeps the old snapshot."""
+    api.deploy(aws)
+    first = _deployment(calls.one("CreateStack")["TemplateBody"])
+    assert first.startswith("Deployment") and first != "Deployment"
+
+    aws.cfg.api.timeout_s = 60
+    api.deploy(aws)
+    after_timeout = _deployment(calls.of("UpdateStack")[-1]["TemplateBody"])
+    aws.cfg.api.auth = "AWS_IAM"
+    api.deploy(aws)
+    after_auth = _deployment(calls.of("UpdateStack")[-1]["TemplateBody"])
+    assert len({first, after_timeout, after_auth}) == 3
+
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in calls.of("UpdateStack")[-1]["Parameters"]}
+    assert _deployment(api.template_body(params)) == after_auth  # same settings, same deployment: a no-op
+    for name in ("ThrottleRateLimit", "AllowedContentTypes", "StageName"):
+        assert _deployment(api.template_body({**params, name: params[name] + "0"})) != after_auth
 
 
 def test_api_key_value_is_looked_up(aws: Any) -> None:

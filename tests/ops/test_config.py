@@ -51,6 +51,14 @@ def test_config_path_from_environment(config_path: Path) -> None:
         ("[endpoint]\nstartup_health_check_timeout_s = 30\n", {}, "60..3600"),
         ("[api]\nauth = 'NONE'\n", {}, "API_KEY or AWS_IAM"),
         ("[batch]\nmax_concurrent_transforms = 20\nmax_payload_mb = 6\n", {}, "<= 100"),
+        # what SageMaker or the container would refuse only after the money is spent
+        ("[training]\ninput_mode = 'Pipe'\n", {}, "training.input_mode 'Pipe': the container reads"),
+        ("", {"TEXTCLF_TRAINING_INPUT_MODE": "Pipe"}, "training.input_mode 'Pipe'"),
+        ("[tuning]\nstrategy = 'Hyperband'\n", {}, "tuning.early_stopping 'Auto' with tuning.strategy 'Hyperband'"),
+        ("", {"TEXTCLF_TUNING_STRATEGY": "Hyperband"}, "tuning.early_stopping 'Auto' with tuning.strategy"),
+        ("[tuning]\nstrategy = 'Evolutionary'\n", {}, "tuning.strategy 'Evolutionary' must be one of"),
+        ("[tuning]\nearly_stopping = 'On'\n", {}, "tuning.early_stopping must be Auto or Off"),
+        ("[batch]\nmax_payload_mb = 101\nmax_concurrent_transforms = 0\n", {}, "batch.max_payload_mb must be within"),
     ],
 )
 def test_bad_settings_name_themselves(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
@@ -58,6 +66,23 @@ def test_bad_settings_name_themselves(tmp_path: Path, text: str, env: dict[str, 
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match=re.escape(message)):
         load(path, env=env)
+
+
+@pytest.mark.parametrize(
+    ("text", "env"),
+    [
+        ("[training]\ninput_mode = 'FastFile'\n", {}),
+        ("[tuning]\nstrategy = 'Hyperband'\nearly_stopping = 'Off'\n", {}),
+        ("", {"TEXTCLF_TUNING_STRATEGY": "Hyperband", "TEXTCLF_TUNING_EARLY_STOPPING": "Off"}),
+        ("[tuning]\nstrategy = 'Grid'\n", {}),
+        ("[batch]\nmax_payload_mb = 100\nmax_concurrent_transforms = 1\n", {}),
+        ("[batch]\nmax_payload_mb = 0\nmax_concurrent_transforms = 4\n", {}),  # chunked: serve caps it at 100 MB
+    ],
+)
+def test_supported_settings_load(tmp_path: Path, text: str, env: dict[str, str]) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(text, encoding="utf-8")
+    load(path, env=env)
 
 
 def test_missing_file_is_an_error(tmp_path: Path) -> None:

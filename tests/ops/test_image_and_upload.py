@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -159,17 +160,65 @@ def test_docker_failures_are_reported(aws: Any, docker: Path, build_context: Pat
 
 
 def test_upload_creates_a_private_bucket_and_folders(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:
+    assert set(uploaded) == {"train", "validation"}
+    version = uploaded["train"].removeprefix("s3://textclf-test-bucket/textclf/data/train/").rstrip("/")
+    assert re.fullmatch(r"\d{8}T\d{12}Z", version)  # one fresh version per upload
     assert uploaded == {
-        "train": "s3://textclf-test-bucket/textclf/data/train/",
-        "validation": "s3://textclf-test-bucket/textclf/data/validation/",
+        "train": f"s3://textclf-test-bucket/textclf/data/train/{version}/",
+        "validation": f"s3://textclf-test-bucket/textclf/data/validation/{version}/",
     }
     block = calls.one("PutPublicAccessBlock")["PublicAccessBlockConfiguration"]
     assert all(block.values())
     keys = [o["Key"] for o in aws.client("s3").list_objects_v2(Bucket="textclf-test-bucket")["Contents"]]
-    assert sorted(keys) == ["textclf/data/train/train.csv", "textclf/data/validation/validation.csv"]
+    assert sorted(keys) == [
+        f"textclf/data/train/{version}.complete",
+        f"textclf/data/train/{version}/train.csv",
+        f"textclf/data/validation/{version}.complete",
+        f"textclf/data/validation/{version}/validation.csv",
+    ]
     assert channels.existing_channels(aws) == uploaded
     channels.ensure_bucket(aws)  # idempotent
     assert len(calls.of("CreateBucket")) == 1
+
+
+def _s3_files(aws: Any, uri: str) -> list[str]:
+    prefix = uri.removeprefix("s3://textclf-test-bucket/")
+    listed = aws.client("s3").list_objects_v2(Bucket="textclf-test-bucket", Prefix=prefix).get("Contents", [])
+    return sorted(o["Key"].removeprefix(prefix) for o in listed)
+
+
+def test_a_reupload_does_not_mix_with_the_earlier_one(aws: Any, calls: Calls, tmp_path: Path) -> None:
+    """SageMaker copies everything under a channel's prefix: a re-upload must get a prefix of its own,
+    and train/tune (no --channel) must take the latest one."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    (old / "part-1.csv").write_text("text,label\nold,neg\n", encoding="utf-8")
+    (old / "part-2.csv").write_text("text,label\nstale,neg\n", encoding="utf-8")
+    (new / "part-1.csv").write_text("text,label\nnew,pos\n", encoding="utf-8")
+    first = channels.upload(aws, {"train": old, "validation": old})
+    second = channels.upload(aws, {"train": new})
+    assert second["train"] != first["train"]
+    assert _s3_files(aws, second["train"]) == ["part-1.csv"]  # nothing of the first upload
+    assert _s3_files(aws, first["train"]) == ["part-1.csv", "part-2.csv"]  # kept, usable by name
+    latest = channels.existing_channels(aws)
+    assert latest == {"train": second["train"], "validation": first["validation"]}
+
+    from ops import training
+
+    training.start(aws)
+    sent = calls.of("CreateTrainingJob")[-1]["InputDataConfig"]
+    assert {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in sent} == latest
+
+
+def test_an_unfinished_upload_is_not_picked(aws: Any, bucket: str, tmp_path: Path) -> None:
+    data = tmp_path / "train.csv"
+    data.write_text("text,label\ngood,pos\n", encoding="utf-8")
+    done = channels.upload(aws, {"train": data})
+    broken = "20991231T235959000000Z"  # newer, but its upload never finished (no .complete marker)
+    aws.client("s3").put_object(Bucket=bucket, Key=f"textclf/data/train/{broken}/train.csv", Body=b"x")
+    aws.client("s3").put_object(Bucket=bucket, Key="textclf/data/train/legacy.csv", Body=b"x")  # old layout
+    assert channels.existing_channels(aws) == done
 
 
 def test_upload_rejects_bad_channels(aws: Any, tmp_path: Path) -> None:

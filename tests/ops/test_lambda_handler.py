@@ -318,3 +318,43 @@ def test_logs_hold_no_secrets(stub: Stubber, caplog: pytest.LogCaptureFixture) -
     for secret in SECRETS:
         assert secret not in caplog.text
     assert '"status": 200' in caplog.text and '"request_id": "req-1"' in caplog.text
+
+
+@EVENTS
+@pytest.mark.parametrize(
+    ("content_type", "accept"),
+    [
+        ("text/plain", "application/json"),  # the container writes no text/plain: JSON, not a 406
+        ("text/plain; charset=utf-8", "application/json"),
+        ("application/json", "application/json"),
+        ("application/jsonlines", "application/jsonlines"),
+        ("text/csv", "text/csv"),
+    ],
+)
+def test_a_missing_accept_defaults_to_a_type_the_container_writes(
+    make: Any, stub: Stubber, monkeypatch: pytest.MonkeyPatch, content_type: str, accept: str
+) -> None:
+    monkeypatch.setenv("ALLOWED_CONTENT_TYPES", lam.DEFAULT_CONTENT_TYPES)
+    _ok(stub, {"EndpointName": ENDPOINT, "Body": b"hi", "ContentType": content_type, "Accept": accept}, attributes=None)
+    event = make("hi", {"Content-Type": content_type})
+    assert lam.handler(event, Context())["statusCode"] == 200
+    stub.assert_no_pending_responses()
+
+
+def test_an_explicit_accept_is_passed_as_it_is(stub: Stubber) -> None:
+    expected = {"EndpointName": ENDPOINT, "Body": b"hi", "ContentType": "text/plain", "Accept": "text/csv"}
+    _ok(stub, expected, attributes=None)
+    assert (
+        lam.handler(v1_event("hi", {"Content-Type": "text/plain", "Accept": "text/csv"}), Context())["statusCode"]
+        == 200
+    )
+
+
+@pytest.mark.parametrize("content_type", [*sorted(lam.DEFAULT_CONTENT_TYPES.split(",")), "application/x-jsonlines"])
+def test_the_default_accept_is_one_the_container_answers(content_type: str) -> None:
+    """The contract, checked against the container's own negotiation (textclf.serve.codecs)."""
+    from textclf.serve import codecs
+
+    accept = lam._default_accept(content_type)
+    media = codecs.parse_media_type(content_type)[0]
+    assert codecs.negotiate(accept, media) in codecs.RESPONSE_TYPES  # raises (406) if it cannot answer

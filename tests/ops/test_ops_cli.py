@@ -115,8 +115,15 @@ def test_upload_channels(aws: Aws, calls: Calls, tmp_path: Path, capsys: pytest.
     data = tmp_path / "train.csv"
     data.write_text("text,label\ngood,pos\n", encoding="utf-8")
     assert cli.main(["upload", "--channel", f"train={data}"], aws=aws) == 0
-    assert _json_tail(capsys.readouterr().out) == {"train": f"{BUCKET}/textclf/data/train/"}
-    assert calls.one("PutObject")["Key"] == "textclf/data/train/train.csv"
+    out = capsys.readouterr().out
+    uri = _json_tail(out)["train"]
+    assert re.fullmatch(rf"{BUCKET}/textclf/data/train/\d{{8}}T\d{{12}}Z/", uri)
+    assert f"train: 1 file(s) -> {uri}" in out  # the output names the version
+    version = uri.removeprefix(f"{BUCKET}/textclf/data/train/").rstrip("/")
+    assert [c["Key"] for c in calls.of("PutObject")] == [
+        f"textclf/data/train/{version}/train.csv",
+        f"textclf/data/train/{version}.complete",
+    ]
 
 
 def test_tune_takes_ranges_from_a_file(aws: Aws, calls: Calls, uploaded: dict[str, str], tmp_path: Path) -> None:

@@ -37,6 +37,17 @@ def test_cfn_lint_passes(path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("auth", ["API_KEY", "AWS_IAM"])
+def test_cfn_lint_passes_on_the_api_template_as_sent(tmp_path: Path, auth: str) -> None:
+    """What `ops api deploy` sends (the Deployment renamed by the settings' hash) is linted too."""
+    params = {"EndpointName": "textclf", "CodeBucket": "b", "CodeKey": "k.zip", "AuthType": auth}
+    sent = tmp_path / "api.yaml"
+    sent.write_text(api.template_body(params), encoding="utf-8")
+    assert "\n  Deployment:\n" not in sent.read_text(encoding="utf-8")
+    result = _cfn_lint(sent)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_cfn_lint_would_catch_a_broken_template(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     text = TEMPLATES[0].read_text(encoding="utf-8").replace("Runtime: python3.13", "Runtime: python2.6")

@@ -99,3 +99,29 @@ def test_model_data_needs_a_completed_job(aws: Any) -> None:
     uri = completed_training_job(aws)
     assert training.model_data(aws, "textclf-done") == uri
     assert uri.endswith("/model.tar.gz")
+
+
+def test_ops_uses_no_private_attribute_of_another_object() -> None:
+    """No ``obj._name`` outside ``self``/``cls``: the SDK's private attributes (``_latest_training_job``,
+    ``_metric_definitions``) change without notice between releases."""
+    import ast
+    from pathlib import Path
+
+    ops = Path(training.__file__).resolve().parent
+    offenders = [
+        f"{path.relative_to(ops)}:{node.lineno}: .{node.attr}"
+        for path in sorted(ops.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+    ]
+    assert offenders == []
+
+
+def test_the_started_jobs_name_is_the_one_sent(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:
+    first = training.start(aws)
+    aws.cfg.training.base_job_name = "textclf-again"  # the SDK names jobs to the second
+    second = training.start(aws)  # the same session (and cached SDK client) again
+    assert [first, second] == [r["TrainingJobName"] for r in calls.of("CreateTrainingJob")]

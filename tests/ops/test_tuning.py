@@ -94,6 +94,8 @@ def test_ranges_from_their_own_file(
         (lambda c: c.tuning.ranges.update(epoch={"type": "integer", "min": 1, "max": 2}), "unknown hyperparameter"),
         (lambda c: setattr(c.tuning, "max_parallel_jobs", 9), "max_parallel_jobs <= max_jobs"),
         (lambda c: c.tuning.ranges.clear(), "no tuning ranges"),
+        (lambda c: setattr(c.tuning, "strategy", "Hyperband"), "Hyperband stops trials itself"),
+        (lambda c: setattr(c.tuning, "strategy", "Grid"), "'Grid' searches categorical ranges only"),
     ],
 )
 def test_bad_tuning_settings_fail_before_any_job(

@@ -70,10 +70,23 @@ class Calls:
     """Every request made through the recorded session: (service, operation, params)."""
 
     items: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    models: list[Any] = field(default_factory=list)  # the botocore OperationModel of each item
 
-    def record(self, params: dict[str, Any], event_name: str, **_: Any) -> None:
+    def record(self, params: dict[str, Any], event_name: str, model: Any = None, **_: Any) -> None:
         _, service, operation = event_name.split(".", 2)
         self.items.append((service, operation, params))
+        self.models.append(model)
+
+    def invalid(self) -> list[str]:
+        """Every recorded request that botocore's own validator refuses against the service model."""
+        from botocore.validate import ParamValidator
+
+        problems = []
+        for (service, operation, params), model in zip(self.items, self.models, strict=True):
+            report = ParamValidator().validate(params, model.input_shape)
+            if report.has_errors():
+                problems.append(f"{service}.{operation}: {report.generate_report()}")
+        return problems
 
     def of(self, operation: str) -> list[dict[str, Any]]:
         return [p for _, op, p in self.items if op == operation]

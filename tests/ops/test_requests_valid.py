@@ -1,0 +1,115 @@
+"""Every request ops builds is valid against botocore's service model, for every supported
+configuration, not only the test default: spot on and off, each tuning strategy, CPU and GPU
+instance families, each input mode, each API auth mode. The requests are made through ops' own
+code under moto and checked, as recorded, with botocore's own validator (``Calls.invalid``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ops import api, batch, endpoint, training, tuning
+from support.aws import Calls, completed_training_job
+
+INSTANCE_TYPES = ["ml.g5.xlarge", "ml.p4d.24xlarge", "ml.c5.2xlarge", "ml.m5.xlarge"]
+STRATEGIES = ["Bayesian", "Random", "Hyperband", "Grid"]
+
+
+@pytest.fixture(autouse=True)
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ops.aws.time.sleep", lambda _: None)
+
+
+def _assert_valid(calls: Calls, *operations: str) -> None:
+    for operation in operations:
+        assert calls.of(operation), f"no {operation} request was made ({calls.operations()})"
+    assert calls.invalid() == []
+
+
+@pytest.mark.parametrize("instance_type", INSTANCE_TYPES)
+@pytest.mark.parametrize("spot", [True, False], ids=["spot", "on-demand"])
+@pytest.mark.parametrize("input_mode", ["File", "FastFile"])
+def test_training_requests(
+    aws: Any, calls: Calls, uploaded: dict[str, str], instance_type: str, spot: bool, input_mode: str
+) -> None:
+    aws.cfg.training.instance_type, aws.cfg.training.spot, aws.cfg.training.input_mode = instance_type, spot, input_mode
+    training.start(aws)
+    _assert_valid(calls, "CreateTrainingJob")
+    request = calls.one("CreateTrainingJob")
+    assert request["CheckpointConfig"]["S3Uri"].startswith("s3://")  # also on demand: --resume-from needs it
+    assert request["AlgorithmSpecification"]["TrainingInputMode"] == input_mode
+
+
+@pytest.mark.parametrize("instance_type", INSTANCE_TYPES)
+@pytest.mark.parametrize("spot", [True, False], ids=["spot", "on-demand"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_tuning_requests(
+    aws: Any, calls: Calls, uploaded: dict[str, str], instance_type: str, spot: bool, strategy: str
+) -> None:
+    aws.cfg.training.instance_type, aws.cfg.training.spot = instance_type, spot
+    aws.cfg.tuning.strategy = strategy
+    if strategy == "Hyperband":
+        aws.cfg.tuning.early_stopping = "Off"  # the API allows nothing else with Hyperband
+    if strategy == "Grid":  # grid search takes categorical ranges only
+        aws.cfg.tuning.ranges = {"batch_size": {"type": "categorical", "values": [16, 32]}}
+    name = tuning.start(aws)
+    _assert_valid(calls, "CreateHyperParameterTuningJob")
+    request = calls.one("CreateHyperParameterTuningJob")
+    assert request["HyperParameterTuningJobConfig"]["Strategy"] == strategy
+    definition = request["TrainingJobDefinition"]
+    if spot:
+        assert definition["CheckpointConfig"]["S3Uri"] == f"s3://textclf-test-bucket/textclf/checkpoints/{name}/"
+    else:
+        assert "CheckpointConfig" not in definition
+
+
+def test_on_demand_tuning_sends_no_checkpoint_config(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:
+    """Without spot nothing restarts a trial, and a prefix shared by all trials would only be copied into
+    each of them at start: no CheckpointConfig (it used to go out without its required S3Uri)."""
+    aws.cfg.training.spot = False
+    tuning.start(aws)
+    definition = calls.one("CreateHyperParameterTuningJob")["TrainingJobDefinition"]
+    assert "CheckpointConfig" not in definition
+    assert definition.get("EnableManagedSpotTraining") in (None, False)
+    assert "MaxWaitTimeInSeconds" not in definition["StoppingCondition"]
+
+
+def test_each_tuning_job_has_its_own_checkpoint_prefix(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:
+    """One definition serves every trial (botocore: HyperParameterTrainingJobDefinition has a single
+    CheckpointConfig, and nothing documents a per-job suffix), so the narrowest prefix a request can
+    give is the tuning job's own; the container keeps each trial apart inside it."""
+    aws.cfg.tuning.base_job_name = "hpo-a"
+    first = tuning.start(aws)
+    aws.cfg.tuning.base_job_name = "hpo-b"
+    second = tuning.start(aws)
+    uris = [r["TrainingJobDefinition"]["CheckpointConfig"]["S3Uri"] for r in calls.of("CreateHyperParameterTuningJob")]
+    assert uris == [aws.s3_uri("checkpoints", first), aws.s3_uri("checkpoints", second)]
+    assert all(uri.endswith("/") for uri in uris)  # a prefix ending in '/' never matches a sibling job's
+
+
+@pytest.mark.parametrize("max_concurrent", [0, 4])
+@pytest.mark.parametrize("payload_mb", [0, 1, 6, 25])
+def test_transform_requests(aws: Any, calls: Calls, max_concurrent: int, payload_mb: int) -> None:
+    aws.cfg.batch.max_concurrent_transforms, aws.cfg.batch.max_payload_mb = max_concurrent, payload_mb
+    aws.cfg.batch.environment = {"MODEL_SERVER_WORKERS": "2"}
+    batch.start(aws, "s3://textclf-test-bucket/in/", model_data="s3://textclf-test-bucket/m/model.tar.gz")
+    _assert_valid(calls, "CreateModel", "CreateTransformJob")
+
+
+@pytest.mark.parametrize("autoscale", [True, False])
+def test_endpoint_requests(aws: Any, calls: Calls, autoscale: bool) -> None:
+    endpoint.deploy(aws, completed_training_job(aws), autoscale=autoscale)
+    _assert_valid(calls, "CreateModel", "CreateEndpointConfig", "CreateEndpoint")
+    assert bool(calls.of("PutScalingPolicy")) is autoscale
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+@pytest.mark.parametrize("auth", ["API_KEY", "AWS_IAM"])
+@pytest.mark.parametrize("quota", [0, 1000])
+def test_api_stack_requests(aws: Any, calls: Calls, auth: str, quota: int) -> None:
+    aws.cfg.api.auth, aws.cfg.api.quota_per_day = auth, quota
+    api.deploy(aws)
+    aws.cfg.api.timeout_s = 60
+    api.deploy(aws)
+    _assert_valid(calls, "PutObject", "CreateStack", "UpdateStack")
