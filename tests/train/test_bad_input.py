@@ -6,7 +6,9 @@ second each; only the model-loading cases pay for importing transformers.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -137,3 +139,17 @@ def test_unexpected_error_reports_type_and_message_first(tmp_path: Path) -> None
     assert code == errors.EXIT_BUG
     assert lines[0] == "RuntimeError: something broke badly"
     assert any(line.startswith("Traceback") for line in lines[1:])
+
+
+def test_a_stop_a_library_swallowed_is_still_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM before training raises wherever the main thread is; a library catching every exception
+    there must not make the job carry on: the next step of the set-up raises it again."""
+    from textclf.train import job
+
+    monkeypatch.setattr(job, "_stopped_by", None)
+    job.raise_if_stopped()  # nothing asked to stop
+    with contextlib.suppress(Exception):  # what such a library does
+        job._stop_at_once(signal.SIGTERM, None)
+    with pytest.raises(errors.StoppedBeforeTrainingError, match="stopped by SIGTERM before training started"):
+        job.raise_if_stopped()
+    assert errors.exit_code(errors.StoppedBeforeTrainingError("x")) == errors.EXIT_STOPPED

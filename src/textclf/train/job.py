@@ -33,13 +33,29 @@ from textclf.contract import opt_ml
 from textclf.errors import EXIT_BUG, EXIT_USER_ERROR, StoppedBeforeTrainingError, UserError, exit_code
 from textclf.train import data, hyperparameters
 
+_stopped_by: str | None = None  # the signal that asked to stop before training began
+
+
+def _stop_message(name: str) -> str:
+    return (
+        f"stopped by {name} before training started; nothing was lost, a rerun starts afresh "
+        "(or resumes from the checkpoints already in the checkpoint directory)"
+    )
+
 
 def _stop_at_once(signum: int, _frame: Any) -> None:
     # Replaced by the training loop's own handler (checkpoint at the next step) once training starts.
-    raise StoppedBeforeTrainingError(
-        f"stopped by {signal.Signals(signum).name} before training started; nothing was lost, a rerun starts afresh "
-        "(or resumes from the checkpoints already in the checkpoint directory)"
-    )
+    global _stopped_by
+    _stopped_by = signal.Signals(signum).name
+    raise StoppedBeforeTrainingError(_stop_message(_stopped_by))
+
+
+def raise_if_stopped() -> None:
+    """Honour a stop whose exception was swallowed: the handler raises wherever the main thread is,
+    and a library that catches every exception there (a tokenizer loader trying its fallbacks)
+    would otherwise carry on as if no signal had come. Called at each step of the set-up."""
+    if _stopped_by is not None:
+        raise StoppedBeforeTrainingError(_stop_message(_stopped_by))
 
 
 def say(line: str) -> None:
@@ -103,6 +119,7 @@ def main() -> int:
         say(f"{plan.describe(probe)}; {cluster.procs_per_host} process(es) on each of {len(cluster.hosts)} host(s)")
         with tempfile.TemporaryDirectory(prefix="textclf-host-") as work:
             host = worker.prepare_host(hp, datasets, opt_ml.channels(p), Path(work))
+            raise_if_stopped()
             return distributed.launch(cluster, worker.run_worker, cluster, plan, hp, datasets, host)
     except Exception as exc:
         return fail(exc, p)

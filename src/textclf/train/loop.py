@@ -35,6 +35,7 @@ from textclf.train.data import LabelMap
 from textclf.train.distributed import Worker
 from textclf.train.evaluation import EncodedSet, compute_metrics, loss_sum, metric_lines, model_inputs, predict
 from textclf.train.hyperparameters import Hyperparameters
+from textclf.train.job import raise_if_stopped
 
 LENGTH_GROUP_BATCHES = 50  # batches per length-sorted mega-batch (as transformers' LengthGroupedSampler)
 
@@ -152,6 +153,7 @@ def prepare(
     amp: str = "no",
 ) -> TrainingRun:
     """Optimizer, schedule, precision and DDP around ``model``; resumes from the latest checkpoint."""
+    raise_if_stopped()  # from here on a SIGTERM means "checkpoint at the next step boundary"
     stop = StopSignal()
     cast(torch.nn.Module, model).to(worker.torch_device)  # transformers' decorated `to` hides Module's signature
     steps_per_epoch, total = plan_steps(len(train), hp, worker.world_size)
