@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from support.tiny_classifiers import LABELS, pair_examples, single_examples
 from textclf.cli import main
 from textclf.contract.model_dir import read_manifest
@@ -98,3 +100,11 @@ def test_unsupported_src_and_bad_labels_exit_2(bert_dir, tmp_path, capsys):
     assert err.startswith("error: ") and "'weather' is not one of the model's labels" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("top_k", ["0", "-1", "two"])
+def test_predict_refuses_a_top_k_that_is_not_a_positive_integer(top_k, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["predict", str(tmp_path), "a text", "--top-k", top_k])
+    assert info.value.code == 2
+    assert f"argument --top-k: {top_k!r} is not a positive integer" in capsys.readouterr().err

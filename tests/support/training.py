@@ -172,6 +172,26 @@ def start_logged(sm: SageMakerTree, log: Path, **extra_env: str) -> subprocess.P
         return subprocess.Popen(sm.train_command(), env=sm.env(**extra_env), stdout=fh, stderr=subprocess.STDOUT)
 
 
+def run_hosts(
+    trees: dict[str, SageMakerTree], log_dir: Path, timeout: float = 300, **extra_env: str
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Play several hosts on this machine: one ``train`` per tree (named by its host), meeting on
+    loopback (``lo`` stands for the interface SageMaker names); returns exit codes and logs by host."""
+    hosts = list(trees)
+    env = {"TEXTCLF_MASTER_ADDR": "127.0.0.1", "TEXTCLF_MASTER_PORT": str(free_port()), **extra_env}
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for host, tree in trees.items():
+            tree.resource_config(host, hosts, interface="lo")
+            procs[host] = start_logged(tree, log_dir / f"{host}.log", **env)
+        codes = {host: proc.wait(timeout=timeout) for host, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return codes, {host: (log_dir / f"{host}.log").read_text() for host in hosts}
+
+
 def wait_until(condition: Callable[[], Any], proc: subprocess.Popen, what: str, timeout: float = 240) -> Any:
     """Poll ``condition`` until it returns something truthy; fail if ``proc`` exits first (or a hang guard)."""
     deadline = time.monotonic() + timeout

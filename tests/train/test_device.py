@@ -8,13 +8,16 @@ claims GPUs its torch cannot use are tested for real.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from support.training import SageMakerTree
 from textclf import errors
+from textclf.contract.opt_ml import ResourceConfig
 from textclf.errors import ConfigError
+from textclf.train import distributed
 from textclf.train.device import Probe, choose
 
 CPU_HOST = Probe("2.13.0+cpu", None, (), "", cuda_available=False, gpu_count=0)
@@ -115,3 +118,24 @@ def json_hyperparameters(sm: SageMakerTree) -> dict[str, str]:
     import json
 
     return json.loads((sm.root / "input" / "config" / "hyperparameters.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("procs", "device", "message"),
+    [
+        ("0", CPU_HOST, "TEXTCLF_PROCS_PER_HOST='0' is not a positive integer"),
+        ("two", CPU_HOST, "TEXTCLF_PROCS_PER_HOST='two' is not a positive integer"),
+        ("2", A10G, "TEXTCLF_PROCS_PER_HOST=2 exceeds the 1 GPUs of this host"),
+    ],
+)
+def test_a_bad_process_count_is_named(procs: str, device: Probe, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXTCLF_PROCS_PER_HOST", procs)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        distributed.plan(ResourceConfig(), choose("auto", "auto", device))
+
+
+def test_one_process_per_gpu_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEXTCLF_PROCS_PER_HOST", raising=False)
+    cluster = distributed.plan(ResourceConfig("algo-2", ["algo-1", "algo-2"]), choose("auto", "auto", A100X8))
+    assert (cluster.procs_per_host, cluster.world_size, cluster.host_rank, cluster.use_cuda) == (8, 16, 1, True)
+    assert distributed.plan(ResourceConfig(), choose("auto", "auto", CPU_HOST)).procs_per_host == 1

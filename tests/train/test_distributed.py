@@ -8,7 +8,6 @@ name (``eth0``) is ``lo``. Only rank 0 (``algo-1``) may write the model, the out
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from support.training import (
@@ -16,9 +15,8 @@ from support.training import (
     SageMakerTree,
     complete_checkpoints,
     copy_tree,
-    free_port,
     report,
-    start_logged,
+    run_hosts,
 )
 
 
@@ -26,18 +24,7 @@ def test_two_hosts_train_together_and_only_rank_0_writes(sm: SageMakerTree, tmp_
     hosts = ["algo-1", "algo-2"]
     sm.hyperparameters({**FAST_HYPERPARAMETERS, "epochs": "6"})
     trees = {"algo-1": sm, "algo-2": copy_tree(sm, tmp_path / "algo-2" / "opt_ml")}
-    env = {"TEXTCLF_MASTER_ADDR": "127.0.0.1", "TEXTCLF_MASTER_PORT": str(free_port())}
-    procs: dict[str, subprocess.Popen] = {}
-    try:
-        for host, tree in trees.items():
-            tree.resource_config(host, hosts, interface="lo")
-            procs[host] = start_logged(tree, tmp_path / f"{host}.log", **env)
-        codes = {host: proc.wait(timeout=300) for host, proc in procs.items()}
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-    logs = {host: (tmp_path / f"{host}.log").read_text() for host in hosts}
+    codes, logs = run_hosts(trees, tmp_path)
     assert codes == {"algo-1": 0, "algo-2": 0}, logs
 
     # Both took part, as ranks 0 and 1 of 2, each training on its half of every epoch.

@@ -58,6 +58,7 @@ def test_unknown_name_lists_valid_ones() -> None:
         ({"keep_full_precision": "maybe"}, r"hyperparameter keep_full_precision"),
         ({"validation_split": "0.9"}, r"hyperparameter validation_split"),
         ({"text_column": "a", "text_pair_column": "a"}, r"text_pair_column must differ"),
+        ({"device": "gpu"}, r"hyperparameter device: .*'auto', 'cpu' or 'cuda'.*got 'gpu'"),
     ],
 )
 def test_bad_values_name_the_hyperparameter(raw: dict[str, str], message: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,10 @@ from support.training import (
     checkpoint_state,
     complete_checkpoints,
     copy_tree,
-    free_port,
     keyword_rows,
     new_tree,
     report,
+    run_hosts,
     start_logged,
     wait_until,
     write_csv,
@@ -103,19 +102,9 @@ def test_two_hosts_of_two_processes_train_the_same_model_as_one(
 ) -> None:
     hosts = ["algo-1", "algo-2"]
     trees = {host: copy_tree(base, tmp_path / host / "opt_ml") for host in hosts}
-    env = {"TEXTCLF_MASTER_ADDR": "127.0.0.1", "TEXTCLF_MASTER_PORT": str(free_port()), "TEXTCLF_PROCS_PER_HOST": "2"}
-    procs: dict[str, subprocess.Popen] = {}
-    try:
-        for host, tree in trees.items():
-            tree.hyperparameters({**HYPERPARAMETERS, "batch_size": "8"})
-            tree.resource_config(host, hosts, interface="lo")
-            procs[host] = start_logged(tree, tmp_path / f"{host}.log", **env)
-        codes = {host: proc.wait(timeout=600) for host, proc in procs.items()}
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-    logs = {host: (tmp_path / f"{host}.log").read_text() for host in hosts}
+    for tree in trees.values():
+        tree.hyperparameters({**HYPERPARAMETERS, "batch_size": "8"})
+    codes, logs = run_hosts(trees, tmp_path, timeout=600, TEXTCLF_PROCS_PER_HOST="2")
     assert codes == {"algo-1": 0, "algo-2": 0}, logs
     for rank in range(4):
         assert f"rank {rank}/4 on host {hosts[rank // 2]}: device cpu" in logs[hosts[rank // 2]]

@@ -1,6 +1,7 @@
 """Resumable checkpoints: written atomically, pruned, and only resumed on the same run.
 
-A checkpoint is a directory ``step-00000123`` holding::
+Each run writes into a folder of its own in the checkpoint directory, ``run-<hash of its identity>``
+(``run_folder``), where a checkpoint is a directory ``step-00000123`` holding::
 
     model.safetensors    the weights (safetensors, never a pickle)
     optimizer.pt         optimizer state    } torch.save of tensors and plain numbers only,

@@ -194,8 +194,7 @@ def gather_rows(worker: Worker, rows: np.ndarray, count: int) -> np.ndarray:
     (a rank may hold none: fewer rows than ranks)."""
     if not worker.is_distributed:
         return rows
-    parts: list[Any] = [None] * worker.world_size
-    dist.all_gather_object(parts, rows)
+    parts = gather_objects(worker, rows)
     shaped = max(parts, key=len)
     full = np.zeros((count, *shaped.shape[1:]), dtype=shaped.dtype)
     for rank, part in enumerate(parts):

@@ -70,7 +70,7 @@ def fail(exc: BaseException, p: opt_ml.Paths) -> int:
     elif disk_full(exc):
         reason, code = f"no space left on device: {type(exc).__name__}: {exc}", EXIT_USER_ERROR
     else:
-        reason, code = f"{type(exc).__name__}: {exc}", EXIT_BUG
+        reason = f"{type(exc).__name__}: {exc}"
     details = "".join(traceback.format_exception(exc))
     opt_ml.write_failure(reason, details, p)
     print(f"error: {reason}", file=sys.stderr, flush=True)
