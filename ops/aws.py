@@ -27,6 +27,8 @@ class OpsError(RuntimeError):
 
 
 class Aws:
+    local = False  # ops.local.LocalAws: the SageMaker SDK's local mode instead of AWS
+
     def __init__(self, cfg: OpsConfig, session: boto3.Session | None = None) -> None:
         self.cfg = cfg
         self.session = session or boto3.Session(
@@ -50,6 +52,12 @@ class Aws:
     @property
     def region(self) -> str:
         return str(self.session.region_name)
+
+    def sdk_session(self) -> Any:
+        """The SageMaker SDK's session over this boto3 session (``LocalAws``: the SDK's LocalSession)."""
+        from sagemaker.core.helper.session_helper import Session
+
+        return Session(boto_session=self.session, default_bucket=self.bucket, default_bucket_prefix=self.cfg.aws.prefix)
 
     def client(self, service: str) -> Any:
         if service not in self.clients:

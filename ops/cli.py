@@ -12,7 +12,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops import config as config_module
+from ops import local
 from ops.aws import Aws, OpsError
+from ops.local import LocalAws
 from ops.variants import VARIANTS
 
 
@@ -35,7 +37,8 @@ def _show(data: Any) -> None:
 def _image(aws: Aws, args: argparse.Namespace) -> None:
     from ops import image
 
-    image.build_and_push(aws, tag=args.tag, push=not args.no_push, variant_names=args.variant)
+    push = not (args.no_push or aws.local)  # local mode runs the images under their local tags
+    image.build_and_push(aws, tag=args.tag, push=push, variant_names=args.variant)
 
 
 def _role(aws: Aws, _: argparse.Namespace) -> None:
@@ -53,6 +56,11 @@ def _upload(aws: Aws, args: argparse.Namespace) -> None:
 def _train(aws: Aws, args: argparse.Namespace) -> None:
     from ops import training
 
+    if isinstance(aws, LocalAws):
+        if args.resume_from:
+            raise OpsError("--resume-from: local mode keeps no checkpoints between jobs")
+        local.train(aws, _pairs(args.channel, "--channel"), _pairs(args.hp, "--hp"))
+        return
     training.start(
         aws,
         channels=_pairs(args.channel, "--channel") or None,
@@ -81,8 +89,19 @@ def _model_source(parser: argparse.ArgumentParser) -> None:
 def _deploy(aws: Aws, args: argparse.Namespace) -> None:
     from ops import endpoint
 
+    if isinstance(aws, LocalAws):
+        local.deploy(aws, local.resolve_model_data(aws, args.training_job, args.tuning_job, args.model_data))
+        return
+    endpoint.use_deploy_arguments(
+        aws.cfg.endpoint,
+        args.serverless,
+        args.memory_size_mb,
+        args.max_concurrency,
+        args.provisioned_concurrency,
+        args.to_provisioned,
+    )
     data = endpoint.resolve_model_data(aws, args.training_job, args.tuning_job, args.model_data)
-    endpoint.deploy(aws, data, autoscale=not args.no_autoscaling)
+    endpoint.deploy(aws, data, autoscale=not args.no_autoscaling, to_provisioned=args.to_provisioned)
 
 
 def _autoscale(aws: Aws, _: argparse.Namespace) -> None:
@@ -99,6 +118,16 @@ def _autoscale(aws: Aws, _: argparse.Namespace) -> None:
 def _batch(aws: Aws, args: argparse.Namespace) -> None:
     from ops import batch, endpoint
 
+    if isinstance(aws, LocalAws):
+        if args.model:
+            raise OpsError("--model: local mode keeps no models between commands; use --training-job or --model-data")
+        local.batch(
+            aws,
+            args.input,
+            local.resolve_model_data(aws, args.training_job, args.tuning_job, args.model_data),
+            args.output,
+        )
+        return
     data = None
     if not args.model:
         data = endpoint.resolve_model_data(aws, args.training_job, args.tuning_job, args.model_data)
@@ -169,6 +198,12 @@ def _request_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     parser.add_argument("--config", help="TOML file (default: $TEXTCLF_OPS_CONFIG, else ops/config.toml)")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="run on this machine's Docker with the SageMaker SDK's local mode, no AWS "
+        "(config, image, train, deploy, invoke, batch; see ops/local.py)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("config", help="print the resolved configuration")
@@ -210,6 +245,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deploy", help="create the endpoint, or safely update it if it exists")
     _model_source(p)
     p.add_argument("--no-autoscaling", action="store_true")
+    p.add_argument(
+        "--serverless",
+        action="store_true",
+        help="a Serverless Inference endpoint (ServerlessConfig, no instances); default: endpoint.serverless.enabled",
+    )
+    p.add_argument("--memory-size-mb", type=int, help="serverless: 1024, 2048, 3072, 4096, 5120 or 6144")
+    p.add_argument("--max-concurrency", type=int, help="serverless: concurrent invocations, 1..200")
+    p.add_argument("--provisioned-concurrency", type=int, help="serverless: kept warm, 0..max-concurrency")
+    p.add_argument(
+        "--to-provisioned",
+        action="store_true",
+        help="update a serverless endpoint to instances (SageMaker cannot turn it back to serverless)",
+    )
     p.set_defaults(func=_deploy)
 
     p = sub.add_parser("autoscale", help="(re)apply the endpoint's autoscaling policy")
@@ -251,7 +299,10 @@ def main(argv: Sequence[str] | None = None, aws: Aws | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if aws is None:
-            aws = Aws(config_module.load(args.config))
+            cfg = config_module.load(args.config)
+            if args.local:
+                local.refuse_unsupported(args.command)
+            aws = LocalAws(cfg) if args.local else Aws(cfg)
         args.func(aws, args)
     except (OpsError, config_module.ConfigError, ClientError, BotoCoreError) as exc:
         # AWS's own refusals (access denied, no such job, no credentials) read as well as ours

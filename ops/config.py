@@ -90,6 +90,23 @@ class AutoscalingSection:
     scale_out_cooldown_s: int = 60
 
 
+# ProductionVariantServerlessConfig (botocore; docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html):
+# memory in 1 GB steps from 1 to 6 GB; at most 200 concurrent invocations per endpoint. botocore's own
+# validator checks only minimums, so without these checks a bad value would reach CreateEndpointConfig.
+SERVERLESS_MEMORY_SIZES_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+SERVERLESS_MAX_CONCURRENCY = 200
+
+
+@dataclass
+class ServerlessSection:
+    """A Serverless Inference endpoint instead of instances (``ops deploy --serverless``)."""
+
+    enabled: bool = False  # the mode every `deploy` uses; --serverless turns it on for one run
+    memory_size_mb: int = 2048  # MemorySizeInMB: one of SERVERLESS_MEMORY_SIZES_MB; vCPUs grow with it
+    max_concurrency: int = 5  # MaxConcurrency: 1..200 per endpoint (the account's regional pool is 500 or 1000)
+    provisioned_concurrency: int = 0  # ProvisionedConcurrency (kept warm, billed while provisioned); 0: none
+
+
 @dataclass
 class EndpointSection:
     name: str = "textclf"
@@ -105,6 +122,7 @@ class EndpointSection:
     wait_delay_s: int = 30
     wait_max_attempts: int = 80
     autoscaling: AutoscalingSection = field(default_factory=AutoscalingSection)
+    serverless: ServerlessSection = field(default_factory=ServerlessSection)
 
 
 @dataclass
@@ -138,6 +156,14 @@ class RoleSection:
 
 
 @dataclass
+class LocalSection:
+    """``python -m ops --local``: the SageMaker SDK's local mode on this machine's Docker (ops.local)."""
+
+    root: str = ".textclf-local"  # training jobs, transform outputs and the SDK's staging folders
+    serving_port: int = 8080  # where a local endpoint (or a local transform job's container) listens
+
+
+@dataclass
 class OpsConfig:
     project: str = "textclf"
     aws: AwsSection = field(default_factory=AwsSection)
@@ -148,6 +174,7 @@ class OpsConfig:
     batch: BatchSection = field(default_factory=BatchSection)
     api: ApiSection = field(default_factory=ApiSection)
     role: RoleSection = field(default_factory=RoleSection)
+    local: LocalSection = field(default_factory=LocalSection)
 
     def validate(self) -> OpsConfig:
         if not _NAME.match(self.endpoint.name):
@@ -166,6 +193,7 @@ class OpsConfig:
         scaling = self.endpoint.autoscaling
         if scaling.enabled and not 1 <= scaling.min_instances <= scaling.max_instances:
             raise ConfigError("endpoint.autoscaling needs 1 <= min_instances <= max_instances")
+        check_serverless_settings(self.endpoint.serverless)
         if self.api.auth not in ("API_KEY", "AWS_IAM"):
             raise ConfigError(f"api.auth must be API_KEY or AWS_IAM, got {self.api.auth!r}")
         if not 5 <= self.api.timeout_s <= 300:
@@ -176,12 +204,36 @@ class OpsConfig:
                 f"under /opt/ml/input/data (no Pipe FIFOs); use {' or '.join(INPUT_MODES)}"
             )
         check_tuning(self.tuning)
+        if not 1 <= self.local.serving_port <= 65535:
+            raise ConfigError(f"local.serving_port must be a TCP port (1..65535), got {self.local.serving_port}")
         if not 0 <= self.batch.max_payload_mb <= 100:
             # 0 (any size, HTTP chunked) is served: the container then buffers up to 100 MB.
             raise ConfigError(f"batch.max_payload_mb must be within 0..100, got {self.batch.max_payload_mb}")
         if self.batch.max_concurrent_transforms * self.batch.max_payload_mb > 100:
             raise ConfigError("batch.max_concurrent_transforms x batch.max_payload_mb must be <= 100")
         return self
+
+
+def check_serverless_settings(s: ServerlessSection) -> None:
+    """What CreateEndpointConfig would refuse for a serverless variant, checked whether or not it is enabled
+    (the setting is wrong either way, and ``--serverless`` may enable it later); the CLI flags that set
+    these values are named too."""
+    if s.memory_size_mb not in SERVERLESS_MEMORY_SIZES_MB:
+        sizes = ", ".join(str(m) for m in SERVERLESS_MEMORY_SIZES_MB)
+        raise ConfigError(
+            f"endpoint.serverless.memory_size_mb (--memory-size-mb) must be one of {sizes} (MB), got {s.memory_size_mb}"
+        )
+    if not 1 <= s.max_concurrency <= SERVERLESS_MAX_CONCURRENCY:
+        raise ConfigError(
+            f"endpoint.serverless.max_concurrency (--max-concurrency) must be within 1..{SERVERLESS_MAX_CONCURRENCY} "
+            f"(SageMaker's limit per serverless endpoint; all serverless endpoints of the account share a "
+            f"regional quota of 500 or 1000), got {s.max_concurrency}"
+        )
+    if not 0 <= s.provisioned_concurrency <= s.max_concurrency:
+        raise ConfigError(
+            "endpoint.serverless.provisioned_concurrency (--provisioned-concurrency) must be within "
+            f"0..max_concurrency ({s.max_concurrency}; 0: none), got {s.provisioned_concurrency}"
+        )
 
 
 def check_tuning(t: TuningSection) -> None:

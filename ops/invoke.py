@@ -64,6 +64,12 @@ def invoke(aws: Aws, request: Request) -> tuple[bytes, dict[str, str]]:
         detail = exc.response.get("OriginalMessage") or err.get("OriginalMessage") or err.get("Message", "")
         status = f" (container status {original})" if original else ""
         raise OpsError(f"{err.get('Code', 'error')}{status}: {detail}") from None
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 200
+    if status >= 400:
+        # Only the SDK's local mode gets here: its runtime client returns the container's 4xx/5xx as
+        # a status, where the real client raises ModelError (handled above) with the same content.
+        detail = response["Body"].read().decode("utf-8", errors="replace")
+        raise OpsError(f"ModelError (container status {status}): {detail}")
     headers = {
         "Content-Type": response.get("ContentType", ""),
         "X-Amzn-SageMaker-Custom-Attributes": response.get("CustomAttributes", ""),

@@ -10,6 +10,7 @@ Hyperparameters are turned into strings here, checked against the container's ow
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ops.aws import Aws, OpsError
@@ -64,37 +65,42 @@ def metric_definitions() -> list[dict[str, str]]:
     return definitions
 
 
-def sdk_session(aws: Aws) -> Any:
-    from sagemaker.core.helper.session_helper import Session
-
-    return Session(boto_session=aws.session, default_bucket=aws.bucket, default_bucket_prefix=aws.cfg.aws.prefix)
-
-
 def model_trainer(
-    aws: Aws, hps: dict[str, str], checkpoint_s3_uri: str | None = None, checkpoints: bool = True
+    aws: Aws,
+    hps: dict[str, str],
+    checkpoint_s3_uri: str | None = None,
+    checkpoints: bool = True,
+    local_root: Path | None = None,
 ) -> ModelTrainer:
     """The trainer both training and tuning start from. ``checkpoint_s3_uri`` None lets the SDK put
     checkpoints under ``<prefix>/<base_job_name>/<job-name>/checkpoints``: one folder per job, so a
     new job never resumes another job's checkpoints. ``checkpoints`` False sends no CheckpointConfig
-    (the tuner copies the trainer's as it is, and one without ``S3Uri`` is an invalid request)."""
+    (the tuner copies the trainer's as it is, and one without ``S3Uri`` is an invalid request).
+    ``local_root``: the same trainer in the SDK's local mode (``Mode.LOCAL_CONTAINER``, instance type
+    ``local``, no spot), staging the job in that folder (``ops.local``)."""
     from sagemaker.core.shapes import MetricDefinition
     from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, StoppingCondition
     from sagemaker.train import ModelTrainer
+    from sagemaker.train.model_trainer import Mode
 
     t = aws.cfg.training
+    spot = t.spot and local_root is None
     stopping = StoppingCondition(max_runtime_in_seconds=t.max_run_s)
-    if t.spot:
+    if spot:
         stopping.max_wait_time_in_seconds = t.max_wait_s
+    local: dict[str, Any] = {}
+    if local_root is not None:
+        local = {"training_mode": Mode.LOCAL_CONTAINER, "local_container_root": str(local_root)}
     trainer = ModelTrainer(
-        sagemaker_session=sdk_session(aws),
+        sagemaker_session=aws.sdk_session(),
         role=aws.role_arn,
         training_image=aws.training_image,
         base_job_name=t.base_job_name,
         compute=Compute(
-            instance_type=t.instance_type,
+            instance_type="local" if local_root is not None else t.instance_type,
             instance_count=t.instance_count,
             volume_size_in_gb=t.volume_size_gb,
-            enable_managed_spot_training=t.spot,
+            enable_managed_spot_training=spot,
         ),
         stopping_condition=stopping,
         checkpoint_config=(
@@ -104,6 +110,7 @@ def model_trainer(
         training_input_mode=t.input_mode,
         hyperparameters=hps,
         environment=dict(t.environment),
+        **local,
     )
     return trainer.with_metric_definitions(
         [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]

@@ -50,14 +50,17 @@ def test_existing_model_and_output(aws: Any, calls: Calls) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "reason"),
     [
-        {"input_uri": "/local/in", "model_name": "m"},
-        {"input_uri": "s3://b/in/"},
-        {"input_uri": "s3://b/in/", "model_name": "m", "model_data": "s3://b/model.tar.gz"},
+        ({"input_uri": "/local/in", "model_name": "m"}, "--input must be an s3:// URI, got /local/in"),
+        ({"input_uri": "s3://b/in/"}, "give exactly one of a model name or model data"),
+        (
+            {"input_uri": "s3://b/in/", "model_name": "m", "model_data": "s3://b/model.tar.gz"},
+            "give exactly one of a model name or model data",
+        ),
     ],
 )
-def test_bad_arguments(aws: Any, calls: Calls, kwargs: dict[str, str]) -> None:
-    with pytest.raises(OpsError):
+def test_bad_arguments(aws: Any, calls: Calls, kwargs: dict[str, str], reason: str) -> None:
+    with pytest.raises(OpsError, match=reason):
         batch.start(aws, **kwargs)
     assert calls.of("CreateTransformJob") == []

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ops import cli
+from ops import cli, local
 from ops.aws import Aws
 from support.aws import Calls, completed_training_job
 
@@ -312,4 +312,8 @@ def test_the_readme_walks_through_every_command() -> None:
 @pytest.mark.parametrize("argv", README_COMMANDS, ids=" ".join)
 def test_readme_command_lines_parse(argv: list[str]) -> None:
     args = cli.build_parser().parse_args(argv)  # exits (a failure here) on anything the parser refuses
-    assert args.func is getattr(cli, f"_{argv[0]}")
+    command = argv[1] if argv[0] == "--local" else argv[0]
+    assert args.func is getattr(cli, f"_{command}")
+    assert args.local == (argv[0] == "--local")
+    if args.local:
+        local.refuse_unsupported(command)  # the README shows only commands local mode runs

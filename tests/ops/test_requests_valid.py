@@ -1,10 +1,12 @@
 """Every request ops builds is valid against botocore's service model, for every supported
 configuration, not only the test default: spot on and off, each tuning strategy, CPU and GPU
-instance families, each input mode, each API auth mode. The requests are made through ops' own
-code under moto and checked, as recorded, with botocore's own validator (``Calls.invalid``)."""
+instance families, each input mode, each API auth mode, instance and serverless endpoints. The
+requests are made through ops' own code under moto and checked, as recorded, with botocore's own
+validator (``Calls.invalid``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from support.aws import Calls, completed_training_job
 
 INSTANCE_TYPES = ["ml.g5.xlarge", "ml.p4d.24xlarge", "ml.c5.2xlarge", "ml.m5.xlarge"]
 STRATEGIES = ["Bayesian", "Random", "Hyperband", "Grid"]
+DIGEST = "sha256:" + "a" * 64
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +105,37 @@ def test_endpoint_requests(aws: Any, calls: Calls, autoscale: bool) -> None:
     endpoint.deploy(aws, completed_training_job(aws), autoscale=autoscale)
     _assert_valid(calls, "CreateModel", "CreateEndpointConfig", "CreateEndpoint")
     assert bool(calls.of("PutScalingPolicy")) is autoscale
+
+
+@pytest.mark.parametrize("memory_mb", [1024, 6144])
+@pytest.mark.parametrize("max_concurrency", [1, 200])
+@pytest.mark.parametrize("provisioned", [False, True], ids=["on-demand", "provisioned-concurrency"])
+def test_serverless_endpoint_requests(
+    aws: Any, calls: Calls, bucket: str, memory_mb: int, max_concurrency: int, provisioned: bool
+) -> None:
+    """A serverless variant at both ends of each range (botocore checks only the minimums: ops.config
+    checks the rest), with the ECR and S3 look-ups that come before it."""
+    s = aws.cfg.endpoint.serverless
+    s.enabled, s.memory_size_mb, s.max_concurrency = True, memory_mb, max_concurrency
+    s.provisioned_concurrency = max_concurrency if provisioned else 0
+    # the serve image in moto's ECR (whose imageSizeInBytes is the manifest's config size)
+    aws.client("ecr").create_repository(repositoryName="textclf")
+    layer = {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 160 * 10**6, "digest": DIGEST}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {**layer, "mediaType": "application/vnd.docker.container.image.v1+json"},
+        "layers": [layer],
+    }
+    aws.client("ecr").put_image(repositoryName="textclf", imageManifest=json.dumps(manifest), imageTag="t1-serve")
+    aws.client("s3").put_object(Bucket=bucket, Key="m/model.tar.gz", Body=b"model")
+    endpoint.deploy(aws, f"s3://{bucket}/m/model.tar.gz")
+    _assert_valid(calls, "DescribeImages", "HeadObject", "CreateModel", "CreateEndpointConfig", "CreateEndpoint")
+    variant = calls.one("CreateEndpointConfig")["ProductionVariants"][0]
+    assert variant["ServerlessConfig"]["MemorySizeInMB"] == memory_mb
+    assert ("ProvisionedConcurrency" in variant["ServerlessConfig"]) is provisioned
+    assert "InstanceType" not in variant
+    assert calls.of("PutScalingPolicy") == []
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
