@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Extra pip arguments, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" for a CPU torch.
 PIP_ARGS ?=
-APT_PACKAGES := nginx-light docker.io docker-compose debootstrap curl ca-certificates
+APT_PACKAGES := nginx-light docker.io docker-compose docker-registry debootstrap curl ca-certificates
 
 .PHONY: help system-deps setup lint test test-fast demo bench readme-tables image-gpu clean
 
