@@ -183,7 +183,11 @@ def _map_client_error(exc: ClientError) -> HttpError | tuple[int, str, str]:
         except (TypeError, ValueError):
             status = 0
         if 400 <= status < 500:
-            body = str(_field(response, "OriginalMessage") or message)
+            original_message = _field(response, "OriginalMessage")
+            if not original_message:
+                # Not SageMaker's Message instead: it names the account and links its CloudWatch logs.
+                return HttpError(status, "ModelError", f"the model refused the request (status {status})")
+            body = str(original_message)
             try:
                 json.loads(body)
                 media = "application/json"
