@@ -9,6 +9,10 @@ world size and no failure file. Compose stops every container as soon as one exi
 (``--abort-on-container-exit``: SIGTERM, SIGKILL 10 s later) and takes the job's status from the
 first one to exit: so no rank may exit before rank 0 has written the model.
 
+A job with a bad hyperparameter (``epochs=-1``) fails as local mode fails jobs: see
+``test_a_bad_hyperparameter_fails_the_job_and_names_it`` for what the user gets instead of the
+``FailureReason`` of real SageMaker.
+
 Small on purpose: a tiny BERT (2 layers, hidden 64) in the ``pretrained`` channel, a slice of the
 demo data, one epoch of 32-token sequences, one thread per container. Except the 2-instance job's
 ``test`` channel: only rank 0 evaluates it, after training, and it is made long (the demo test rows
@@ -153,3 +157,31 @@ def test_output_artifact_has_metrics_and_no_failure(job: TrainingJobResult, tmp_
     assert metrics["training"]["world_size"] == job.instance_count, metrics["training"]
     assert set(metrics["labels"]) == DEMO_LABELS
     assert 0.0 <= metrics["objective"]["value"] <= 1.0
+
+
+def test_a_bad_hyperparameter_fails_the_job_and_names_it(
+    local_mode: LocalMode, full_image: str, channels: dict[str, Path], tmp_path: Path
+) -> None:
+    """What a user of local mode gets for a job that fails: ``create_training_job`` raises
+    ``RuntimeError("Failed to run: [<compose command>]. Process exited with code: 2")`` (the
+    container's exit status, not the reason), ``describe_training_job`` raises ClientError
+    ("Could not find local training job": no record, so no ``FailureReason``), and the reason is
+    only in ``output.tar.gz``: the first line of ``failure``, which SageMaker would show as
+    ``FailureReason`` (and compose's output, where the container printed it)."""
+    from botocore.exceptions import ClientError
+
+    from textclf.errors import EXIT_USER_ERROR
+
+    inputs = {name: channels[name] for name in ("train", "validation", "pretrained")}
+    hyperparameters = {**HYPERPARAMETERS, "epochs": "-1"}
+    job = local_mode.train("textclf-local-bad-epochs", full_image, inputs, hyperparameters, 1, timeout=JOB_TIMEOUT_S)
+    assert isinstance(job.error, RuntimeError) and not job.timed_out, job.show()
+    assert [end.exit_code for end in job.containers.values()] == [EXIT_USER_ERROR], job.show()
+    assert f"exited with code: {EXIT_USER_ERROR}" in str(job.error), job.show()  # compose's status is the container's
+    with pytest.raises(ClientError, match="Could not find local training job"):
+        local_mode.session.sagemaker_client.describe_training_job(TrainingJobName=job.name)
+    assert job.output_tar.is_file(), job.show()
+    assert "failure" in _members(job.output_tar), job.show()
+    reason = (_extract(job.output_tar, tmp_path / "output") / "failure").read_text().splitlines()[0]
+    assert "epochs" in reason and "-1" in reason, reason
+    assert "data/metrics.json" not in _members(job.output_tar), "a job that failed on its hyperparameters trained"

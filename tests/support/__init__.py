@@ -10,4 +10,7 @@ Imported as ``support.<module>``: pyproject.toml's pytest ``pythonpath`` puts te
 - ``reliability``: the reliability ledger, raw-socket HTTP, process-group inspection, a load generator.
 - ``aws``: the ops tests' config, a recorder of AWS requests, a completed training job in moto.
 - ``docker_engine``: a dockerd of the tests' own and the Debian base image for the container tests.
+- ``local_mode``: the SageMaker SDK's ``LocalSession`` on that dockerd (jobs, endpoints, transforms).
+- ``invoke_endpoint_standin``: a local server speaking InvokeEndpoint's REST shape, for boto3's real
+  ``sagemaker-runtime`` client, forwarding to a running serve stack.
 """

@@ -20,6 +20,13 @@ host (``algo-1-xxxxx``, ``algo-2-xxxxx``, ...), mounts the channels, runs ``dock
   SIGTERM of StopTrainingJob) would let a rank 0 that ignores SIGTERM after training finish
   whatever its peers left it doing, and hide a peer that exits too early.
 
+Endpoints and transform jobs (``create_model`` with a ``file://`` ``model.tar.gz``, then
+``create_endpoint`` or ``create_transform_job``) run ``serve`` with ``local.serving_port``
+published to the container's 8080, and poll ``/ping`` there every 5 s (for up to 120 s): anything
+that answers 200 on that port is taken for the endpoint. So each gets a port that was free and
+that nothing answers on, and a session of its own (the runtime client reads the port from its
+session's config, and an endpoint and a transform job may be alive at the same time).
+
 Compose makes its own bridge network (``sagemaker-local``) even though our dockerd runs with
 ``--bridge=none``; the host names resolve in it, so several hosts rendezvous over gloo. Compose
 stops printing a container's output once it aborts, so each container's own log and exit code
@@ -31,11 +38,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -49,6 +58,7 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/textclf-local-mode"
 NETWORK = "sagemaker-local"  # the network the SDK's compose file names
 WORKING_DIR_LABEL = "com.docker.compose.project.working_dir"  # compose v1 and v2 both set it
 STOP_GRACE_PERIOD = "10s"
+VARIANT = "AllTraffic"  # the variant name the SDK's own deploy() gives a single-model endpoint
 SDK_CONFIG = """\
 SchemaVersion: "1.0"
 SageMaker:
@@ -68,12 +78,117 @@ def compose_available() -> bool:
     return probe is not None and subprocess.run(probe, capture_output=True, env=env, check=False).returncode == 0
 
 
+def free_port() -> int:
+    """A TCP port that nothing listens on now (the kernel's pick), for ``local.serving_port``: the
+    SDK's default, 8080, may be taken, and other test runs share this machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(port: int, host: str = "localhost") -> bool:
+    """Whether anything accepts a TCP connection on ``host:port`` (any address of ``localhost``, as
+    the SDK's urllib3 tries them all)."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def request_records(log: str) -> list[dict[str, Any]]:
+    """The request log records (one JSON line per request, ``"type": "request"``) in a serving
+    container's log, in order: what the container itself says it was asked."""
+    records = []
+    for line in log.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            record = json.loads(line[start:])
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("type") == "request":
+            records.append(record)
+    return records
+
+
 @dataclass(frozen=True)
 class ContainerEnd:
     """How one host's container ended: its exit code and the last lines of its own log."""
 
     exit_code: int | None
     log_tail: str
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What local mode's ``invoke_endpoint`` gave back: the HTTP status (in ``ResponseMetadata``),
+    the ``ContentType`` and the body, read."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+@dataclass
+class LocalEndpoint:
+    """An endpoint ``create_endpoint`` reported InService: its own session (whose runtime client
+    calls ``port``), the folder its compose runs from, and ``describe_endpoint``."""
+
+    name: str
+    port: int
+    staging: Path
+    session: Any
+    description: dict[str, Any]
+
+    def invoke(self, body: bytes | str, content_type: str, accept: str | None = None) -> Invocation:
+        """``invoke_endpoint`` with boto3's keyword arguments, as a user calls it."""
+        kwargs = {"EndpointName": self.name, "Body": body, "ContentType": content_type}
+        if accept is not None:
+            kwargs["Accept"] = accept
+        response = self.session.sagemaker_runtime_client.invoke_endpoint(**kwargs)
+        stream = response["Body"]
+        try:
+            data = stream.read()
+        finally:
+            stream.close()
+        return Invocation(response["ResponseMetadata"]["HTTPStatusCode"], response["ContentType"], data)
+
+
+@dataclass
+class TransformJobResult:
+    """What ``create_transform_job`` left: its error (None when it returned), the description, the
+    S3 output folder (one ``<input file>.out`` per input file) and the serving container's log."""
+
+    name: str
+    output: Path
+    seconds: float
+    error: BaseException | None = None
+    description: dict[str, Any] = field(default_factory=dict)
+    timed_out: bool = False
+    containers: dict[str, ContainerEnd] = field(default_factory=dict)  # by container name; whole logs
+
+    @property
+    def log(self) -> str:
+        return "\n".join(end.log_tail for _, end in sorted(self.containers.items()))
+
+    def show(self, chars: int = 8000) -> str:
+        head = f"transform job {self.name} ({self.seconds:.0f} s)"
+        if self.timed_out:
+            head += ": timed out, its containers were killed"
+        if self.error is not None:
+            head += f": {type(self.error).__name__}: {self.error}"
+        parts = [head]
+        for name, end in sorted(self.containers.items()):
+            parts += [f"--- container {name}: exit code {end.exit_code}, end of its log", end.log_tail[-chars:]]
+        return "\n".join(parts)
 
 
 @dataclass
@@ -158,9 +273,6 @@ class LocalMode:
         }
 
     def __enter__(self) -> LocalMode:
-        import boto3
-        from sagemaker.core.local.local_session import LocalSession
-
         if not compose_available():
             pytest.fail("local mode needs docker-compose: apt-get install docker-compose (make system-deps)")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -168,7 +280,7 @@ class LocalMode:
             self._patch.setenv(name, value)
         for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
             self._patch.delenv(name, raising=False)
-        self.session = LocalSession(boto_session=boto3.Session(region_name=REGION))
+        self.session = self.new_session()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -178,11 +290,37 @@ class LocalMode:
         finally:
             self._patch.undo()
 
+    def new_session(self) -> Any:
+        """A ``LocalSession`` of its own. Its config (``local.*``) is the session's, and its runtime
+        client calls the ``serving_port`` of that config: an endpoint keeps a session apart so that
+        configuring another job (another port) does not send its requests elsewhere. The jobs,
+        models and endpoints themselves are class attributes of the SDK's client: every session of
+        the process sees them."""
+        import boto3
+        from sagemaker.core.local.local_session import LocalSession
+
+        return LocalSession(boto_session=boto3.Session(region_name=REGION))
+
+    @staticmethod
+    def local_config(
+        staging: Path, serving_port: int | None = None, stop_grace_period: str = STOP_GRACE_PERIOD
+    ) -> dict[str, Any]:
+        """The ``local`` config of one job: it stages in ``staging`` (so its containers can be found
+        by their compose working directory) and, for serving, publishes ``serving_port``."""
+        local: dict[str, Any] = {
+            "local_code": True,
+            "container_root": str(staging),
+            "container_config": {"stop_grace_period": stop_grace_period},
+        }
+        if serving_port is not None:
+            local["serving_port"] = serving_port
+        return {"local": local}
+
     # -- containers -------------------------------------------------------------------------------
-    def containers(self, under: Path) -> list[str]:
+    def containers(self, under: Path, running_only: bool = False) -> list[str]:
         """Ids of the containers (running or not) that compose started from a folder under ``under``."""
         proc = self.docker.run(
-            "ps", "-a", "--no-trunc", "--filter", f"label={WORKING_DIR_LABEL}",
+            "ps", *(() if running_only else ("-a",)), "--no-trunc", "--filter", f"label={WORKING_DIR_LABEL}",
             "--format", f'{{{{.ID}}}} {{{{.Label "{WORKING_DIR_LABEL}"}}}}', check=False, timeout=60,
         )  # fmt: skip
         ids = []
@@ -197,20 +335,63 @@ class LocalMode:
         if ids:
             self.docker.run("rm", "-f", *ids, check=False, timeout=120)
 
-    def container_ends(self, under: Path, lines: int = 40) -> dict[str, ContainerEnd]:
-        """Each container's exit code and the end of its own log (what compose did not print)."""
+    def container_ends(self, under: Path, lines: int | None = 40) -> dict[str, ContainerEnd]:
+        """Each container's exit code and the end of its own log (what compose did not print);
+        ``lines=None``: the whole log. A running container's exit code is None."""
         ends = {}
         for cid in self.containers(under):
             state = self.docker.run(
-                "inspect", "--format", "{{.Name}} {{.State.ExitCode}}", cid, check=False, timeout=60
+                "inspect", "--format", "{{.Name}} {{.State.Running}} {{.State.ExitCode}}", cid, check=False, timeout=60
             ).stdout.split()
-            log = self.docker.run("logs", "--tail", str(lines), cid, check=False, timeout=60)
+            log = self.docker.run(
+                "logs", "--tail", "all" if lines is None else str(lines), cid, check=False, timeout=60
+            )
             name = state[0].lstrip("/") if state else cid
-            code = int(state[1]) if len(state) > 1 and state[1].lstrip("-").isdigit() else None
+            running = len(state) > 1 and state[1] == "true"
+            code = int(state[2]) if len(state) > 2 and state[2].lstrip("-").isdigit() and not running else None
             ends[name] = ContainerEnd(code, (log.stdout + log.stderr).replace("\r\n", "\n"))
         return ends
 
-    # -- jobs -------------------------------------------------------------------------------------
+    def save_logs(self, name: str, ends: Mapping[str, ContainerEnd]) -> None:
+        """Each container's log into ``local-mode-<name>.log`` of the log folder, for after the run."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"local-mode-{name}.log").open("a") as log:
+            for cname, end in sorted(ends.items()):
+                log.write(f"\n--- container {cname}: exit code {end.exit_code}; its log\n{end.log_tail}")
+
+    @contextlib.contextmanager
+    def watchdog(self, staging: Path, timeout: float) -> Iterator[threading.Event]:
+        """Kill the containers started from ``staging`` after ``timeout`` seconds (a hung job, or a
+        request local mode waits on with no timeout of its own); the event says whether it fired."""
+        fired = threading.Event()
+
+        def kill() -> None:
+            fired.set()
+            ids = self.containers(staging, running_only=True)
+            if ids:
+                self.docker.run("kill", *ids, check=False, timeout=60)
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            yield fired
+        finally:
+            timer.cancel()
+
+    def _staging(self, name: str) -> Path:
+        staging = self.root / name
+        staging.mkdir()
+        return staging
+
+    def _serving_port(self) -> int:
+        """A free port that nothing answers on: local mode would call an endpoint InService for any
+        server that answers ``/ping`` 200 there, and send it our requests."""
+        port = free_port()
+        if answers(port):
+            pytest.fail(f"something already answers on port {port}: local mode would take it for our container")
+        return port
+
+    # -- training ---------------------------------------------------------------------------------
     def train(
         self,
         name: str,
@@ -223,17 +404,10 @@ class LocalMode:
     ) -> TrainingJobResult:
         """``create_training_job`` as a user calls it (local instance type, file:// channels and
         output); its containers are killed after ``timeout`` seconds and removed at the end."""
-        staging = self.root / name
+        staging = self._staging(name)
         output = self.root / f"{name}-s3"
-        staging.mkdir()
         output.mkdir()
-        self.session.config = {
-            "local": {
-                "local_code": True,
-                "container_root": str(staging),
-                "container_config": {"stop_grace_period": stop_grace_period},
-            }
-        }
+        self.session.config = self.local_config(staging, stop_grace_period=stop_grace_period)
         request = {
             "TrainingJobName": name,
             "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
@@ -252,28 +426,17 @@ class LocalMode:
             "StoppingCondition": {"MaxRuntimeInSeconds": int(timeout)},
             "HyperParameters": dict(hyperparameters),
         }
-        timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
-            ids = self.containers(staging)
-            if ids:
-                self.docker.run("kill", *ids, check=False, timeout=60)
-
-        watchdog = threading.Timer(timeout, kill)
         error: BaseException | None = None
         start = time.monotonic()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"local-mode-{name}.log").open("w") as log:
             tee = _Tee(log)
-            watchdog.start()
             try:
-                with contextlib.redirect_stdout(tee):
+                with self.watchdog(staging, timeout) as timed_out, contextlib.redirect_stdout(tee):
                     self.session.sagemaker_client.create_training_job(**request)
             except Exception as exc:  # a failed job raises RuntimeError; anything else is shown too
                 error = exc
             finally:
-                watchdog.cancel()
                 ends = self.container_ends(staging)
                 self.remove_containers(staging)
                 for cname, end in sorted(ends.items()):
@@ -284,4 +447,122 @@ class LocalMode:
         )  # fmt: skip
         if error is None:
             result.description = self.session.sagemaker_client.describe_training_job(TrainingJobName=name)
+        return result
+
+    # -- serving ----------------------------------------------------------------------------------
+    def create_model(
+        self, name: str, image: str, model_tar: Path, environment: Mapping[str, str] | None = None
+    ) -> Path:
+        """``create_model`` with ``ModelDataUrl`` a ``file://`` copy of ``model_tar`` in a folder of
+        its own; returns that folder. Local mode extracts a ``file://`` archive *beside itself* and
+        mounts that folder as ``/opt/ml/model``: pointed at a training job's output folder, it would
+        write into it and serve ``output.tar.gz`` too. ``Environment`` is always passed: local mode
+        reads ``PrimaryContainer["Environment"]`` without a default (KeyError when it is left out,
+        which the real API allows)."""
+        folder = self.root / f"{name}-model"
+        folder.mkdir()
+        shutil.copy2(model_tar, folder / "model.tar.gz")
+        self.session.sagemaker_client.create_model(
+            ModelName=name,
+            ExecutionRoleArn=ROLE_ARN,
+            PrimaryContainer={
+                "Image": image,
+                "ModelDataUrl": (folder / "model.tar.gz").as_uri(),
+                "Environment": dict(environment or {}),
+            },
+        )
+        return folder
+
+    def create_endpoint(self, name: str, model_name: str) -> LocalEndpoint:
+        """``create_endpoint_config`` + ``create_endpoint`` (one local instance) on a free port, in
+        a session of its own. ``create_endpoint`` returns once ``/ping`` answers 200 (it raises
+        RuntimeError after 120 s); a failure is reported with the container's log, its container
+        stopped and removed."""
+        staging = self._staging(name)
+        session = self.new_session()
+        session.config = self.local_config(staging, serving_port=self._serving_port())
+        client = session.sagemaker_client
+        client.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {"VariantName": VARIANT, "ModelName": model_name, "InstanceType": "local", "InitialInstanceCount": 1}
+            ],
+        )
+        try:
+            client.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        except Exception as exc:
+            ends = self.container_ends(staging, lines=None)
+            self.save_logs(name, ends)
+            client.delete_endpoint(EndpointName=name)
+            self.remove_containers(staging)
+            logs = "\n".join(
+                f"--- {cname}: exit code {end.exit_code}\n{end.log_tail[-6000:]}" for cname, end in ends.items()
+            )
+            pytest.fail(f"create_endpoint {name} failed: {type(exc).__name__}: {exc}\n{logs}")
+        port = session.sagemaker_runtime_client.serving_port
+        return LocalEndpoint(name, port, staging, session, client.describe_endpoint(EndpointName=name))
+
+    def delete_endpoint(self, endpoint: LocalEndpoint) -> dict[str, ContainerEnd]:
+        """``delete_endpoint`` as a user calls it; then how each of the endpoint's containers ended
+        (exit code None: still running), with its whole log. Nothing is removed here."""
+        endpoint.session.sagemaker_client.delete_endpoint(EndpointName=endpoint.name)
+        ends = self.container_ends(endpoint.staging, lines=None)
+        self.save_logs(endpoint.name, ends)
+        return ends
+
+    def transform(
+        self,
+        name: str,
+        model_name: str,
+        input_dir: Path,
+        content_type: str,
+        accept: str | None = None,
+        max_payload_mb: int = 1,
+        timeout: float = 300,
+    ) -> TransformJobResult:
+        """``create_transform_job`` over the files of ``input_dir`` (``SplitType=Line``,
+        ``AssembleWith=Line``, ``MultiRecord`` packing up to ``max_payload_mb`` per request) into a
+        ``file://`` output folder. ``BatchStrategy`` is passed: left out, local mode copies the
+        container's ``/execution-parameters`` answer (``MULTI_RECORD``, as SageMaker's own
+        containers spell it) and then rejects that value. The serving container's whole log is
+        kept (its request records show how the input was split) and the container removed."""
+        staging = self._staging(name)
+        output = self.root / f"{name}-s3"
+        output.mkdir()
+        session = self.new_session()
+        session.config = self.local_config(staging, serving_port=self._serving_port())
+        request = {
+            "TransformJobName": name,
+            "ModelName": model_name,
+            "BatchStrategy": "MultiRecord",
+            "MaxPayloadInMB": max_payload_mb,
+            "TransformInput": {
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_dir.as_uri()}},
+                "ContentType": content_type,
+                "CompressionType": "None",
+                "SplitType": "Line",
+            },
+            "TransformOutput": {
+                "S3OutputPath": output.as_uri(),
+                "Accept": accept or content_type,
+                "AssembleWith": "Line",
+            },
+            "TransformResources": {"InstanceType": "local", "InstanceCount": 1},
+        }
+        error: BaseException | None = None
+        start = time.monotonic()
+        try:
+            with self.watchdog(staging, timeout) as timed_out:
+                session.sagemaker_client.create_transform_job(**request)
+        except Exception as exc:  # shown with the container's log
+            error = exc
+        finally:
+            ends = self.container_ends(staging, lines=None)
+            self.save_logs(name, ends)
+            self.remove_containers(staging)
+        result = TransformJobResult(
+            name, output, time.monotonic() - start, error, timed_out=timed_out.is_set(), containers=ends
+        )
+        if error is None:
+            result.description = session.sagemaker_client.describe_transform_job(TransformJobName=name)
         return result
