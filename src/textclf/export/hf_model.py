@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,12 @@ def load_classifier(hf_dir: Path) -> tuple[Any, Any]:
             hf_dir, dtype=torch.float32, attn_implementation="eager", output_loading_info=True
         )
         tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    except pickle.UnpicklingError:
+        # torch.load(weights_only=True) refused a pickle holding more than tensors: its payload never ran.
+        raise ModelLoadError(
+            f"refusing {hf_dir}: its PyTorch weights file holds objects other than tensors; "
+            "provide model.safetensors instead"
+        ) from None
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ModelLoadError(f"cannot load {hf_dir} as a sequence classifier with its tokenizer: {exc}") from exc
     finally:

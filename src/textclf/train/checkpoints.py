@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -264,8 +265,22 @@ def load_best(directory: Path, model: torch.nn.Module) -> dict[str, Any] | None:
 # -- reading ---------------------------------------------------------------------------------------
 
 
+def unpickling_refusal(exc: pickle.UnpicklingError) -> str:
+    """The gist of ``torch.load(weights_only=True)``'s refusal, on one line and without its advice to
+    load the file with ``weights_only=False`` (which would run whatever the pickle holds)."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. |\.?\n|$)", str(exc))
+    return found.group(1).strip() if found else "not a tensors-only torch pickle"
+
+
 def _load_pt(path: Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A tensors-only torch pickle: anything else (a ``__reduce__`` payload) is refused unread."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing checkpoint file {path}: it holds objects other than tensors and plain data "
+            f"({unpickling_refusal(exc)}). Remove {path.parent} to start over"
+        ) from None
 
 
 def verify(checkpoint: Path) -> None:

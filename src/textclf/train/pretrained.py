@@ -3,14 +3,17 @@
 Where a model comes from, in order: the ``pretrained`` channel (a Hugging Face directory, or a
 ``.tar.gz`` of one), ``model_name_or_path`` as a local directory or archive, then
 ``model_name_or_path`` as a hub id (when the network allows). When none works, the error lists
-every place that was tried. Weights load from safetensors; a checkpoint that only has torch
-pickles is read with ``torch.load(weights_only=True)`` (transformers' own loader, told so).
+every place that was tried. An archive is unpacked by ``archives.extract``, which checks every
+member itself (the stdlib's extraction filter is missing or unsafe on the Pythons we ship with).
+Weights load from safetensors; a checkpoint that only has torch pickles is read with
+``torch.load(weights_only=True)`` (transformers' own loader, told so), and a pickle holding anything
+but tensors is refused as a ``ModelLoadError``.
 """
 
 from __future__ import annotations
 
 import inspect
-import tarfile
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from textclf.errors import ModelLoadError
+from textclf.train import archives, checkpoints
 from textclf.train.data import LabelMap
 
 PRETRAINED_CHANNEL = "pretrained"
@@ -50,18 +54,6 @@ def _is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def extract_archive(archive: Path, target: Path) -> Path:
-    """Unpack a tar archive into ``target``, refusing members that would land outside it."""
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")  # no absolute paths, no "..", no links out
-    except tarfile.FilterError as exc:
-        raise ModelLoadError(f"refusing to unpack {archive}: {exc}") from None
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ModelLoadError(f"cannot unpack {archive}: {exc}") from None
-    return target
-
-
 def find_model_dir(root: Path, max_depth: int = 2) -> Path | None:
     """The directory under ``root`` (itself, or a folder up to ``max_depth`` down) holding config.json."""
     for depth in range(max_depth + 1):
@@ -77,10 +69,10 @@ def _local_dir(path: Path, work_dir: Path, tried: list[str], what: str) -> Path 
         tried.append(f"{what} {path}: does not exist")
         return None
     if path.is_dir():
-        archives = sorted(p for p in path.iterdir() if _is_archive(p))
+        packed = sorted(p for p in path.iterdir() if _is_archive(p))
         found = find_model_dir(path)
-        if found is None and len(archives) == 1:
-            path = archives[0]
+        if found is None and len(packed) == 1:
+            path = packed[0]
         elif found is None:
             listing = ", ".join(sorted(p.name for p in path.iterdir())[:10]) or "nothing"
             tried.append(f"{what} {path}: no config.json and no single .tar.gz in it (found: {listing})")
@@ -88,7 +80,7 @@ def _local_dir(path: Path, work_dir: Path, tried: list[str], what: str) -> Path 
         else:
             return found
     if _is_archive(path):
-        unpacked = extract_archive(path, Path(tempfile.mkdtemp(prefix="pretrained-", dir=work_dir)))
+        unpacked = archives.extract(path, Path(tempfile.mkdtemp(prefix="pretrained-", dir=work_dir)))
         found = find_model_dir(unpacked)
         if found is None:
             tried.append(f"{what} archive {path}: holds no config.json")
@@ -146,6 +138,11 @@ def load(source: ModelSource, label_map: LabelMap, max_seq_length: int) -> Loade
         )
     except ModelLoadError:
         raise
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) met something besides tensors
+        raise ModelLoadError(
+            f"refusing the weights in {where}: its torch pickle ({PICKLE_FILES[0]}) holds objects "
+            f"other than tensors ({checkpoints.unpickling_refusal(exc)}); provide model.safetensors instead"
+        ) from None
     except (OSError, ValueError, KeyError) as exc:
         raise _not_found(source, exc) from None
     tokenizer = load_tokenizer(source)
