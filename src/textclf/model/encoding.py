@@ -168,13 +168,36 @@ class TextEncoder:
         second = self.content_ids(pairs)
         return [self._pair(a, b) for a, b in zip(first, second, strict=True)]
 
+    # -- sliding windows ----------------------------------------------------------------------------
+    # A window is only a start offset into a text's content ids until it is padded for a model run:
+    # how many windows a request makes is arithmetic on token counts, so a request that would make
+    # too many is refused before any is built, and the windows of an accepted one cost no memory
+    # beyond the ids of the chunk being run.
+    @property
+    def window_size(self) -> int:
+        """Content tokens per window: ``max_length`` less the special tokens (the longest gapless stride)."""
+        return self._single_budget
+
+    def window_step(self, stride: int | None = None) -> int:
+        """The stride windows are taken with: ``stride``, or half a window when it is not given."""
+        return max(1, stride if stride else self._single_budget // 2)
+
+    def window_starts(self, length: int, stride: int | None = None) -> range:
+        """Where the windows over ``length`` content tokens start; its ``len()`` is their number.
+
+        At least one window (an empty or short text is one window, exactly its plain encoding).
+        """
+        step = self.window_step(stride)
+        return range(0, max(1, length - self._single_budget + step), step)
+
+    def window(self, ids: list[int], start: int) -> Encoded:
+        """The window of content ``ids`` that starts at ``start``, with special tokens (never truncated)."""
+        return self._single(ids[start : start + self._single_budget])
+
     def windows(self, text: str, stride: int | None = None) -> list[Encoded]:
         """Overlapping windows covering a long text (each ``max_length`` ids with special tokens)."""
         ids = self.content_ids([text])[0]
-        size = self._single_budget
-        step = max(1, stride if stride else size // 2)
-        starts = range(0, max(1, len(ids) - size + step), step)
-        return [self._single(ids[s : s + size]) for s in starts]  # each slice fits: no truncation
+        return [self.window(ids, start) for start in self.window_starts(len(ids), stride)]
 
     def pad(self, batch: Sequence[Encoded]) -> dict[str, np.ndarray]:
         """Pad to the longest example in the batch (dynamic padding); int64 arrays."""

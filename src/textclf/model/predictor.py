@@ -9,12 +9,21 @@ Batches are padded dynamically and formed from length-sorted inputs (short texts
 the length of a long neighbour), then results are put back in request order. With an INT8 model a
 text's scores move slightly (~1e-4) with its batch-mates: dynamic quantization picks one activation
 scale per batch tensor. Labels do not move unless two scores are that close.
+
+A caller may bound a call with a ``Budget`` (the serving layer does, per request): it is told how
+many model inputs the call needs before any sliding window is built, and may refuse; and it sets a
+deadline, checked between micro-batches and also inside one (ONNX Runtime's ``RunOptions.terminate``,
+set by a timer), so a call past its deadline stops within one kernel and frees its thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -24,6 +33,49 @@ from textclf.errors import ArtifactError
 from textclf.model.cache import CacheInfo, ResultCache
 from textclf.model.encoding import Encoded, TextEncoder
 from textclf.model.prediction import LabelScore, Prediction, probabilities
+
+
+class Budget(Protocol):
+    """Bounds on one ``scores`` call; ``textclf.serve.service`` implements one per request."""
+
+    @property
+    def deadline(self) -> float | None:
+        """The ``time.monotonic()`` instant by which the call must end (``None``: no deadline)."""
+        ...
+
+    def admit(self, inputs: int) -> None:
+        """Called once with the number of model inputs the call needs (texts, or their windows),
+        after tokenizing and before anything else is built or run; raises to refuse the call."""
+        ...
+
+    def ran(self, inputs: int) -> None:
+        """Called after each micro-batch with the number of inputs it classified."""
+        ...
+
+
+class DeadlineExceededError(TimeoutError):
+    """The budget's deadline passed before every input was classified; nothing is returned."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f"the model classified {done} of {total} inputs before it was stopped")
+        self.done = done
+        self.total = total
+
+
+@contextlib.contextmanager
+def _terminate_at(deadline: float | None, options: ort.RunOptions) -> Iterator[None]:
+    """Set ``options.terminate`` at ``deadline``: ONNX Runtime checks it between kernels, so a run in
+    progress fails within one kernel instead of holding the thread to the end of its micro-batch."""
+    if deadline is None:
+        yield
+        return
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), setattr, (options, "terminate", True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def create_session(model_path: str | Path, threads: int) -> ort.InferenceSession:
@@ -132,6 +184,7 @@ class Classifier:
         sliding_window: bool = False,
         stride: int | None = None,
         batch_size: int = 32,
+        budget: Budget | None = None,
     ) -> list[Prediction]:
         """Per input, ``[{"label", "score"}, ...]`` sorted by score, descending, in request order.
 
@@ -139,10 +192,12 @@ class Classifier:
         sigmoid score is at least ``threshold`` (default: the manifest's), or every label with its
         score when ``top_k`` is ``None``; an integer ``top_k`` does not cap a multi-label set.
         Parameters are taken as given: requests are validated by the serving layer
-        (``textclf.serve.service``), not here.
+        (``textclf.serve.service``), not here. ``budget``: see ``scores``.
         """
         cut = self.manifest.multi_label_threshold if threshold is None else float(threshold)
-        probs = self.scores(texts, pairs, sliding_window=sliding_window, stride=stride, batch_size=batch_size)
+        probs = self.scores(
+            texts, pairs, sliding_window=sliding_window, stride=stride, batch_size=batch_size, budget=budget
+        )
         labels = self.manifest.labels
         results: list[Prediction] = []
         for row in probs:
@@ -162,42 +217,67 @@ class Classifier:
         *,
         stride: int | None = None,
         batch_size: int = 32,
+        budget: Budget | None = None,
     ) -> np.ndarray:
         """(N, num_labels) float32 probabilities (softmax, or sigmoid for multi_label), request order.
 
         ``sliding_window``: a text longer than ``max_seq_length`` is read as overlapping windows
         (``stride`` tokens apart, default half a window) whose probabilities are averaged.
+        ``budget``: ``admit`` is called with the number of inputs (windows) before any is built,
+        ``ran`` after each micro-batch; past its deadline the call raises ``DeadlineExceededError``.
         """
         self._check(texts, pairs, batch_size)
         out = np.empty((len(texts), self.num_labels), dtype=np.float32)
         if not len(texts):
             return out
+        keys: list[Hashable]
+        fetch: Callable[[int, int], Encoded]
         if sliding_window:
-            groups = [self.encoder.windows(text, stride) for text in texts]
+            content = self.encoder.content_ids(texts)
+            step = self.encoder.window_step(stride)
+            counts = np.array([len(self.encoder.window_starts(len(ids), step)) for ids in content], dtype=np.int64)
+            sizes = np.array([len(ids) for ids in content], dtype=np.int64)
+
+            def fetch(owner: int, start: int) -> Encoded:
+                return self.encoder.window(content[owner], start)
+
+            # A text's windows are determined by its content ids and the step (the encoder is fixed).
+            keys = [("windows", step, tuple(ids)) for ids in content] if self._cache is not None else []
         else:
-            groups = [[enc] for enc in self.encoder.encode(texts, pairs)]
+            encoded = self.encoder.encode(texts, pairs)
+            step = 0  # one input per text, from its start
+            counts = np.ones(len(texts), dtype=np.int64)
+            sizes = np.array([len(e.ids) for e in encoded], dtype=np.int64)
+
+            def fetch(owner: int, start: int) -> Encoded:
+                return encoded[owner]
+
+            keys = [(tuple(e.ids), tuple(e.type_ids)) for e in encoded] if self._cache is not None else []
+        if budget is not None:
+            budget.admit(int(counts.sum()))
         todo = list(range(len(texts)))
-        keys: list[Hashable] = []
         if self._cache is not None:
             todo = []
-            for i, group in enumerate(groups):
-                key: Hashable = tuple((tuple(e.ids), tuple(e.type_ids)) for e in group)
+            for i, key in enumerate(keys):
                 if (hit := self._cache.get(key)) is not None:
                     out[i] = hit
                 else:
                     todo.append(i)
-                    keys.append(key)
         if todo:
-            owners = np.array([i for i in todo for _ in groups[i]])
-            flat = [enc for i in todo for enc in groups[i]]
-            probs = self._run(flat, batch_size)
+            mine = np.array(todo, dtype=np.int64)
+            owners = np.repeat(mine, counts[mine])  # the text of each input, text by text
+            firsts = np.repeat(np.cumsum(counts[mine]) - counts[mine], counts[mine])  # its text's first input
+            starts = (np.arange(len(owners)) - firsts) * step  # window k of a text starts at k * step
+            # the sort key of the micro-batches: content tokens in each input (the special tokens are
+            # the same for all, so the order is that of the padded lengths)
+            lengths = np.minimum(sizes[owners] - starts, self.encoder.window_size) if sliding_window else sizes[owners]
+            probs = self._run(lambda j: fetch(int(owners[j]), int(starts[j])), lengths, batch_size, budget)
             sums = np.zeros_like(out, dtype=np.float64)
             np.add.at(sums, owners, probs)
-            counts = np.bincount(owners, minlength=len(texts))[todo]
-            out[todo] = sums[todo] / counts[:, None]  # the mean over windows (one window: itself)
+            out[mine] = sums[mine] / counts[mine][:, None]  # the mean over windows (one window: itself)
             if self._cache is not None:
-                for i, key in zip(todo, keys, strict=True):
-                    self._cache.put(key, out[i])
+                for i in todo:
+                    self._cache.put(keys[i], out[i])
         return out
 
     def warmup(self) -> None:
@@ -216,13 +296,29 @@ class Classifier:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
-    def _run(self, encoded: list[Encoded], batch_size: int) -> np.ndarray:
-        """Probabilities for encoded inputs: length-sorted micro-batches, returned in input order."""
-        probs = np.empty((len(encoded), self.num_labels), dtype=np.float32)
-        order = sorted(range(len(encoded)), key=lambda j: len(encoded[j].ids))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            arrays = self.encoder.pad([encoded[j] for j in chunk])
-            logits = self.session.run([self._output], {name: arrays[name] for name in self._inputs})[0]
-            probs[chunk] = probabilities(logits, self.problem_type)
+    def _run(
+        self, fetch: Callable[[int], Encoded], lengths: np.ndarray, batch_size: int, budget: Budget | None
+    ) -> np.ndarray:
+        """Probabilities for inputs ``fetch(0..n-1)`` (built one micro-batch at a time, in
+        ``lengths`` order), returned in input order; stops at the budget's deadline."""
+        total = len(lengths)
+        probs = np.empty((total, self.num_labels), dtype=np.float32)
+        order = np.argsort(lengths, kind="stable")
+        deadline = budget.deadline if budget is not None else None
+        options = ort.RunOptions()
+        with _terminate_at(deadline, options):
+            for start in range(0, total, batch_size):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlineExceededError(start, total)
+                chunk = order[start : start + batch_size]
+                arrays = self.encoder.pad([fetch(int(j)) for j in chunk])
+                try:
+                    logits = self.session.run([self._output], {name: arrays[name] for name in self._inputs}, options)[0]
+                except Exception:  # ORT raises its own Fail type, also for a terminated run
+                    if options.terminate:
+                        raise DeadlineExceededError(start, total) from None
+                    raise
+                probs[chunk] = probabilities(logits, self.problem_type)
+                if budget is not None:
+                    budget.ran(len(chunk))
         return probs

@@ -1,9 +1,11 @@
 """One JSON line per request on stdout, optionally with CloudWatch Embedded Metric Format.
 
 A line holds the request id (nginx's, also sent back as ``X-Request-Id``), method, path,
-status, latency, the number of texts, the content types, the model version and, for errors, the
-message. It never holds the texts themselves unless ``TEXTCLF_LOG_TEXTS=true`` (they may be
-personal data), nor headers or custom attributes (they may carry secrets).
+status, latency, the number of texts and of model inputs classified (``model_inputs``: texts, or
+their windows with ``sliding_window``; 0 for a request refused before the model ran), the content
+types, the model version and, for errors, the message. It never holds the texts themselves
+unless ``TEXTCLF_LOG_TEXTS=true`` (they may be personal data), nor headers or custom attributes
+(they may carry secrets).
 
 With ``TEXTCLF_EMF=true``, every ``/invocations`` line also carries an ``_aws`` block, which
 turns its numbers into CloudWatch metrics (``LatencyMs``, ``Texts``, ``CpuMs``, ``ClientErrors``,

@@ -22,7 +22,13 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from textclf.errors import RequestError
 from textclf.serve import codecs
 from textclf.serve.request_log import RequestLog
-from textclf.serve.service import InferenceService, format_custom_attributes, parse_custom_attributes
+from textclf.serve.service import (
+    InferenceService,
+    Limits,
+    Usage,
+    format_custom_attributes,
+    parse_custom_attributes,
+)
 from textclf.serve.settings import ServingSettings
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
@@ -42,6 +48,12 @@ class Served:
     request_log: RequestLog
     default_accept: str
     model_info: dict[str, str]  # model_version and model_created_at, in /ping and every log record
+
+    @property
+    def limits(self) -> Limits:
+        """What one request may cost, from the settings (TEXTCLF_MAX_WINDOWS, _MIN_STRIDE, _REQUEST_DEADLINE)."""
+        s = self.settings
+        return Limits(max_windows=s.max_windows, min_stride=s.min_stride, deadline_s=s.request_deadline_s)
 
 
 def served() -> Served:
@@ -64,6 +76,8 @@ def start() -> None:
     given = request.headers.get(REQUEST_ID, "")
     g.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
     g.started = time.perf_counter()
+    g.arrived = time.monotonic()  # the request deadline counts from here (perf_counter is for latency only)
+    g.usage = Usage()
     # thread_time: this request's thread only (process_time sums every thread of the gthread
     # worker, and its clock is slow enough to show up in profiles). ORT pool threads are not counted.
     g.cpu = time.thread_time()
@@ -86,6 +100,7 @@ def finish(response: Response) -> Response:
         "latency_ms": round((now - g.get("started", now)) * 1000, 2),
         "cpu_ms": round((cpu_now - g.get("cpu", cpu_now)) * 1000, 2),
         "texts": g.get("texts", 0),
+        "model_inputs": usage.model_inputs if (usage := g.get("usage")) is not None else 0,
         "bytes_in": request.content_length or 0,
         "content_type": request.headers.get("Content-Type", ""),
         "accept": request.headers.get("Accept", ""),
@@ -125,7 +140,9 @@ def invocations() -> Response:
     if state.settings.log_texts:
         g.input_texts = inputs.texts
     attributes = parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
-    results, context = state.service.invoke(inputs, attributes, g.request_id)
+    results, context = state.service.invoke(
+        inputs, attributes, g.request_id, limits=state.limits, started=g.arrived, usage=g.usage
+    )
     body = codecs.encode(results, inputs.single, accept, last_newline=not state.settings.batch)
     response = Response(body, content_type=codecs.content_type_header(accept))
     if context.response_attributes != attributes:

@@ -3,12 +3,19 @@
 The Flask app decodes and encodes; the predictor runs the model; this module joins them with the
 request's parameters (from the JSON body's ``parameters`` and the
 ``X-Amzn-SageMaker-Custom-Attributes`` header) and the business rules.
+
+It also bounds what one request may cost (``Limits``), each bound a setting named in the answer
+when it is exceeded: texts (``TEXTCLF_MAX_BATCH``, 413), sliding windows (``TEXTCLF_MAX_WINDOWS``,
+413, counted from token counts before any window is built), the stride (``TEXTCLF_MIN_STRIDE``,
+400) and time (``TEXTCLF_REQUEST_DEADLINE``, 413: the model stops, and the worker is free for the
+next request, instead of computing on after nginx has answered 504).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -25,8 +32,22 @@ IGNORED_PARAMETERS = ("truncation", "padding")  # Hugging Face pipeline options:
 ALL = frozenset({"all", "none", "null"})  # top_k=all in a custom attribute: every label
 
 
+class Budget(Protocol):
+    """``textclf.model.predictor.Budget``, restated: the supervisor imports this module and must not
+    import onnxruntime (which the predictor does)."""
+
+    @property
+    def deadline(self) -> float | None: ...
+    def admit(self, inputs: int) -> None: ...
+    def ran(self, inputs: int) -> None: ...
+
+
 class Model(Protocol):
-    """What the service needs of ``textclf.model.predictor.Classifier``."""
+    """What the service needs of ``textclf.model.predictor.Classifier``.
+
+    ``predict`` calls ``budget.admit`` with the number of model inputs before it builds them, and
+    raises ``TimeoutError`` (``DeadlineExceededError``) once ``budget.deadline`` has passed.
+    """
 
     @property
     def manifest(self) -> Manifest: ...
@@ -49,7 +70,54 @@ class Model(Protocol):
         sliding_window: bool = False,
         stride: int | None = None,
         batch_size: int = 32,
+        budget: Budget | None = None,
     ) -> list[Prediction]: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost; 0 / ``None``: unbounded (``textclf.serve.routes`` passes the settings')."""
+
+    max_windows: int = 0  # model inputs of one sliding_window request (TEXTCLF_MAX_WINDOWS)
+    min_stride: int = 1  # tokens (TEXTCLF_MIN_STRIDE)
+    deadline_s: float | None = None  # seconds from the request's start (TEXTCLF_REQUEST_DEADLINE)
+
+
+NO_LIMITS = Limits()
+
+
+@dataclass
+class Usage:
+    """What a request cost, for its log line; filled in as it goes, so a refused or stopped request has it too."""
+
+    model_inputs: int = 0  # inputs the model classified: texts, or windows (cache hits excluded)
+
+
+class _RequestBudget:
+    """The ``Budget`` of one request: refuses too many windows before they are built, counts what ran."""
+
+    def __init__(self, limits: Limits, params: PredictionParameters, deadline: float | None, usage: Usage) -> None:
+        self.limits = limits
+        self.params = params
+        self._deadline = deadline
+        self.usage = usage
+
+    @property
+    def deadline(self) -> float | None:
+        return self._deadline
+
+    def admit(self, inputs: int) -> None:
+        limit = self.limits.max_windows
+        if self.params.sliding_window and limit and inputs > limit:
+            stride = f"stride {self.params.stride}" if self.params.stride else "the default stride"
+            raise RequestError(
+                f"sliding_window with {stride} makes {inputs} windows in this request, over the limit of {limit} "
+                "(TEXTCLF_MAX_WINDOWS): split the request or use a larger stride",
+                status=413,
+            )
+
+    def ran(self, inputs: int) -> None:
+        self.usage.model_inputs += inputs
 
 
 @dataclass(frozen=True)
@@ -63,14 +131,26 @@ class PredictionParameters:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def check(self, model: Model, pairs: bool) -> None:
-        """What only the model can tell: the one place a request's parameters meet the model."""
+    def check(self, model: Model, pairs: bool, min_stride: int = 1) -> None:
+        """What only the model can tell: the one place a request's parameters meet the model.
+
+        ``min_stride`` (``TEXTCLF_MIN_STRIDE``) applies up to the model's longest stride, so that
+        every model takes some stride whatever the setting.
+        """
         if self.threshold is not None and model.problem_type != "multi_label":
             raise RequestError("threshold applies to multi-label models only; this model is single-label")
         if self.sliding_window and pairs:
             raise RequestError("sliding_window works on single texts, not on text pairs")
-        if self.sliding_window and self.stride is not None and self.stride > model.max_stride:
-            raise RequestError(f"stride must be an integer from 1 to {model.max_stride}, got {self.stride}")
+        if not self.sliding_window or self.stride is None:
+            return
+        lowest = min(min_stride, model.max_stride)
+        if self.stride < lowest:
+            raise RequestError(
+                f"stride {self.stride} is below the minimum of {lowest} tokens (TEXTCLF_MIN_STRIDE): "
+                f"use a stride from {lowest} to {model.max_stride}"
+            )
+        if self.stride > model.max_stride:
+            raise RequestError(f"stride must be an integer from {lowest} to {model.max_stride}, got {self.stride}")
 
 
 # -- custom attributes ----------------------------------------------------------------------------------
@@ -186,16 +266,39 @@ class InferenceService:
         self._lock = threading.Lock() if exclusive else None
 
     @contextlib.contextmanager
-    def _slot(self) -> Iterator[None]:
+    def _slot(self, deadline: float | None, limits: Limits) -> Iterator[None]:
+        """This worker's turn at the model; waiting for it ends at the deadline (503: the worker was
+        busy with others' requests the whole time, which is no fault of this one)."""
         if self._lock is None:
             yield
             return
-        with self._lock:
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._lock.acquire(timeout=wait):
+            raise RequestError(
+                f"this worker was busy with other requests for the whole request deadline of {limits.deadline_s:g} s "
+                "(TEXTCLF_REQUEST_DEADLINE): retry later, or add instances",
+                status=503,
+            )
+        try:
             yield
+        finally:
+            self._lock.release()
 
     def invoke(
-        self, inputs: Inputs, attributes: Mapping[str, str], request_id: str
+        self,
+        inputs: Inputs,
+        attributes: Mapping[str, str],
+        request_id: str,
+        *,
+        limits: Limits = NO_LIMITS,
+        started: float | None = None,
+        usage: Usage | None = None,
     ) -> tuple[list[Prediction], RuleContext]:
+        """Classify one request. ``started``: its ``time.monotonic()`` start, from which the deadline
+        counts (default: now); ``usage`` is filled in even when the request fails."""
+        started = time.monotonic() if started is None else started
+        deadline = None if limits.deadline_s is None else started + limits.deadline_s
+        usage = Usage() if usage is None else usage
         count = len(inputs.texts)
         if self.max_batch and count > self.max_batch:
             raise RequestError(
@@ -231,15 +334,31 @@ class InferenceService:
             raise RequestError("this model classifies single texts; it takes no text pairs")
         if pairs is None and self.model.text_pair:
             raise RequestError("this model classifies text pairs: give a second text (pair) for every text")
-        params.check(self.model, pairs is not None)
-        with self._slot():
-            predictions = self.model.predict(
-                texts,
-                pairs,
-                top_k=params.top_k,
-                threshold=params.threshold,
-                sliding_window=params.sliding_window,
-                stride=params.stride,
-                batch_size=self.batch_size,
-            )
+        params.check(self.model, pairs is not None, limits.min_stride)
+        budget = _RequestBudget(limits, params, deadline, usage)
+        try:
+            with self._slot(deadline, limits):
+                predictions = self.model.predict(
+                    texts,
+                    pairs,
+                    top_k=params.top_k,
+                    threshold=params.threshold,
+                    sliding_window=params.sliding_window,
+                    stride=params.stride,
+                    batch_size=self.batch_size,
+                    budget=budget,
+                )
+        except TimeoutError as exc:
+            if limits.deadline_s is None:
+                raise  # not ours: without a deadline the predictor never stops a call
+            # Once it has the model, nothing but the request's own size keeps it past the deadline: the
+            # client's to fix, so a 4xx. 413 ("more than the server will process"), like the other size
+            # limits; not 408, which says the client was slow to send (nginx answers that here, and
+            # clients may repeat a 408 at once), nor a 5xx, which in this server means a bug.
+            larger = " or use a larger stride" if params.sliding_window else ""
+            raise RequestError(
+                f"the request did not finish within the deadline of {limits.deadline_s:g} s "
+                f"(TEXTCLF_REQUEST_DEADLINE): {exc}; split the request{larger}",
+                status=413,
+            ) from None
         return self.rules.after(texts, predictions, context), context

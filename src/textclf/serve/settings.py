@@ -29,6 +29,16 @@ MAX_PAYLOAD_MB = 100  # CreateTransformJob's maximum MaxPayloadInMB
 REALTIME_TIMEOUT_S = 60  # a real-time endpoint answers within 60 s or the client gets a 424
 BATCH_TIMEOUT_S = 3600  # ModelClientConfig.InvocationsTimeoutInSeconds can be set up to 3600
 REALTIME_MAX_BATCH = 2048  # texts per real-time request; Batch Transform: unlimited (payload bounds it)
+# Windows per real-time sliding_window request: as many as texts, since a window costs what a full-length
+# text does. Batch Transform: unlimited (its payload, TEXTCLF_MIN_STRIDE and the deadline bound it).
+REALTIME_MAX_WINDOWS = REALTIME_MAX_BATCH
+# The smallest stride a request may ask for, in tokens: windows over n tokens number about n / stride,
+# so stride=1 turns a 6 MB body into millions of windows. 16 keeps a window's overlap useful (a
+# 512-token window moves by 3%) while bounding the cost at window/16 times that of truncation.
+DEFAULT_MIN_STRIDE = 16
+# The request deadline stops inference this long before SAGEMAKER_MODEL_SERVER_TIMEOUT (when nginx
+# answers 504 while the worker computes on for nobody), leaving time to answer.
+DEADLINE_MARGIN_S = 5.0
 DEFAULT_WORKER_THREADS = 4
 CLIENT_HEADER_TIMEOUT_S = 10  # nginx: a client that sends its headers slower than this is dropped
 CLIENT_BODY_TIMEOUT_S = 30  # nginx: the longest pause between two reads of a request body
@@ -69,6 +79,24 @@ def _int(env: Mapping[str, str], names: tuple[str, ...], default: int, minimum: 
     if number < minimum or (maximum is not None and number > maximum):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
         raise ConfigError(f"{name}={value!r} is out of range: it must be {bounds}")
+    return number
+
+
+def _deadline(env: Mapping[str, str], timeout_s: int, name: str = "TEXTCLF_REQUEST_DEADLINE") -> float:
+    """Seconds, above 0 and below the request timeout; by default ``DEADLINE_MARGIN_S`` below it (half
+    of it when the timeout is under twice the margin)."""
+    found = _get(env, name)
+    if found is None:
+        return timeout_s - DEADLINE_MARGIN_S if timeout_s >= 2 * DEADLINE_MARGIN_S else timeout_s / 2
+    try:
+        number = float(found[1])
+    except ValueError:
+        raise ConfigError(f"{name}={found[1]!r} is not a number of seconds") from None
+    if not 0.0 < number < timeout_s:  # also refuses nan
+        raise ConfigError(
+            f"{name}={found[1]!r} is out of range: it must be above 0 and below the request timeout "
+            f"(SAGEMAKER_MODEL_SERVER_TIMEOUT, {timeout_s} s), when nginx gives up on the request"
+        )
     return number
 
 
@@ -114,6 +142,9 @@ class ServingSettings:
     client_header_timeout_s: int = CLIENT_HEADER_TIMEOUT_S
     client_body_timeout_s: int = CLIENT_BODY_TIMEOUT_S
     max_batch: int = REALTIME_MAX_BATCH  # 0: no limit
+    max_windows: int = REALTIME_MAX_WINDOWS  # per sliding_window request; 0: no limit
+    min_stride: int = DEFAULT_MIN_STRIDE  # tokens
+    request_deadline_s: float = REALTIME_TIMEOUT_S - DEADLINE_MARGIN_S
     batch_size: int = 32
     cache_size: int = 0
     rules: str = ""
@@ -162,6 +193,9 @@ class ServingSettings:
             client_header_timeout_s=_int(env, ("TEXTCLF_CLIENT_HEADER_TIMEOUT",), CLIENT_HEADER_TIMEOUT_S, 1, 300),
             client_body_timeout_s=_int(env, ("TEXTCLF_CLIENT_BODY_TIMEOUT",), CLIENT_BODY_TIMEOUT_S, 1, 300),
             max_batch=_int(env, ("TEXTCLF_MAX_BATCH",), 0 if batch else REALTIME_MAX_BATCH, 0),
+            max_windows=_int(env, ("TEXTCLF_MAX_WINDOWS",), 0 if batch else REALTIME_MAX_WINDOWS, 0),
+            min_stride=_int(env, ("TEXTCLF_MIN_STRIDE",), DEFAULT_MIN_STRIDE, 1, 65536),
+            request_deadline_s=_deadline(env, timeout),
             batch_size=_int(env, ("TEXTCLF_BATCH_SIZE",), 32, 1, 4096),
             cache_size=_int(env, ("TEXTCLF_CACHE_SIZE",), 0, 0),
             rules=env.get("TEXTCLF_RULES", "").strip(),
