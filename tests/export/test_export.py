@@ -11,7 +11,7 @@ import pytest
 
 from support.tiny_classifiers import LABELS, export_tiny, pair_examples, single_examples
 from support.torch_reference import torch_probs
-from textclf.contract.model_dir import FULL_PRECISION_DIR, MANIFEST_FILE, MODEL_FILE, read_manifest
+from textclf.contract.model_dir import FULL_PRECISION_DIR, MANIFEST_FILE, MODEL_FILE, read_manifest, seal
 from textclf.errors import ArtifactError, ConfigError, DataError, ModelLoadError, QualityGateError
 from textclf.export import hf_model
 from textclf.export.gate import EvalSet
@@ -258,10 +258,12 @@ def test_replaces_a_previous_model_directory_in_place(bert_dir, distil_dir, tmp_
     export_tiny(bert_dir, out, None)
     (out / "code").mkdir()
     (out / "code" / "rules.py").write_text("# user rules\n")
+    seal(out)
     (out / ".gitkeep").write_text("")
     inode = out.stat().st_ino
     export_tiny(distil_dir, out, None, keep_full_precision=False)
-    manifest = read_manifest(out)
+    manifest = read_manifest(out)  # verified: the sealed rules stay sealed in the new manifest
+    assert "code/rules.py" in manifest.files
     assert manifest.model_inputs == ["input_ids", "attention_mask"]  # the DistilBERT one now
     assert out.stat().st_ino == inode  # the same directory (it may be a mount point)
     assert not (out / FULL_PRECISION_DIR).exists()  # old entries are gone...

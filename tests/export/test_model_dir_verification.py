@@ -1,4 +1,5 @@
-"""A model directory is refused, with a clear message, when a file is altered or missing or its format unknown."""
+"""A model directory is refused, with a clear message, when a file is altered or missing, its format
+unknown, or a file serve would load (a hook in code/) is not listed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import textwrap
 
 import pytest
 
-from textclf.contract.model_dir import MANIFEST_FILE, MODEL_FILE, read_manifest
+from textclf.contract.model_dir import MANIFEST_FILE, MODEL_FILE, read_manifest, seal
 from textclf.errors import ArtifactError
 from textclf.model.predictor import Classifier
 
@@ -43,7 +44,7 @@ def test_a_missing_file_is_refused(model_copy):
 def test_an_unknown_format_version_is_refused(model_copy):
     manifest = json.loads((model_copy / MANIFEST_FILE).read_text())
     (model_copy / MANIFEST_FILE).write_text(json.dumps(manifest | {"format_version": 99}))
-    with pytest.raises(ArtifactError, match="unknown model format_version 99; this textclf reads format 1"):
+    with pytest.raises(ArtifactError, match="unknown model format_version 99; this textclf reads formats 1 and 2"):
         Classifier.load(model_copy)
 
 
@@ -59,10 +60,17 @@ def test_verify_false_skips_hashes_but_not_the_format(model_copy):
     assert Classifier.load(model_copy, verify=False).predict(["goal"])[0][0]["label"] == "sports"
 
 
-def test_user_code_is_not_hashed(model_copy):
+def test_user_code_is_sealed(model_copy):
+    """A hook added to an exported model is refused until `textclf seal`; an edit after it too."""
     (model_copy / "code").mkdir()
     (model_copy / "code" / "rules.py").write_text("# added after training\n")
-    assert read_manifest(model_copy, verify=True).labels
+    with pytest.raises(ArtifactError, match=r"does not list: .*code/rules\.py; .*textclf seal"):
+        Classifier.load(model_copy)
+    assert seal(model_copy).added == ["code/rules.py"]
+    assert read_manifest(model_copy, verify=True).files["code/rules.py"]
+    (model_copy / "code" / "rules.py").write_text("# edited\n")
+    with pytest.raises(ArtifactError, match=r"code/rules\.py does not match its sha256"):
+        read_manifest(model_copy, verify=True)
 
 
 def test_inputs_inconsistent_with_the_manifest_are_refused(model_copy):

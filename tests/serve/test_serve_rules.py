@@ -3,6 +3,7 @@ attributes; the service with a stand-in model (the HTTP tests use the real one).
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import textwrap
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_model_code_rules_and_env_rules_both_run_model_first(tmp_path: Path) -> 
     _write(
         model_dir / "code" / "rules.py",
         """
-        from helper import SUFFIX  # code/ is on sys.path
+        from .helper import SUFFIX  # code/ is the package's folder (never on sys.path)
 
         def before(texts, context):
             return [t + SUFFIX for t in texts]
@@ -68,6 +69,116 @@ def test_model_code_rules_and_env_rules_both_run_model_first(tmp_path: Path) -> 
     rules = RuleSet.load(model_dir, LABELS, f"{env_rules}:Rules")
     assert len(rules.hooks) == 2
     assert rules.before(["a"], _context()) == ["a!?"]
+
+
+def test_code_does_not_shadow_installed_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """code/ is never put on sys.path: with a code/json.py, ``import json`` in the hook (and anywhere
+    else, later) still means the standard library's."""
+    import json as stdlib_json
+
+    code = tmp_path / "model" / "code"
+    _write(code / "json.py", "SHADOW = True\n\ndef dumps(obj):\n    return 'shadowed'\n")
+    _write(code / "colorsys.py", "SHADOW = True\n")
+    _write(
+        code / "rules.py",
+        """
+        import json
+
+        def before(texts, context):
+            return [json.dumps(t) + str(getattr(json, "SHADOW", False)) for t in texts]
+        """,
+    )
+    monkeypatch.delitem(sys.modules, "json")  # so that the hook's `import json` really searches
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    path_before = list(sys.path)
+    rules = RuleSet.load(tmp_path / "model", LABELS)
+    assert rules.before(["a"], _context()) == ['"a"False']
+    assert sys.path == path_before
+    assert not hasattr(sys.modules["json"], "SHADOW")
+    import colorsys  # imported after the hooks: must still be the standard library's
+
+    assert not hasattr(colorsys, "SHADOW") and Path(colorsys.__file__).parent == Path(stdlib_json.__file__).parents[1]
+
+
+def test_hooks_import_sibling_modules_and_subpackages(tmp_path: Path) -> None:
+    code = tmp_path / "model" / "code"
+    _write(code / "helper.py", "MARK = 'h'\n")
+    _write(code / "json.py", "MARK = 'own json'\n")  # the hook's own module, named like a standard one
+    _write(code / "lib" / "__init__.py", "")
+    _write(code / "lib" / "deep.py", "from .. import helper\n\nMARK = helper.MARK + '/deep'\n")
+    _write(code / "plain" / "mod.py", "MARK = 'namespace'\n")  # a folder without __init__.py
+    _write(
+        code / "rules.py",
+        """
+        import json
+
+        from . import helper
+        from . import json as own_json
+        from .lib import deep
+        from .plain import mod
+
+        def after(texts, predictions, context):
+            label = f"{helper.MARK}|{deep.MARK}|{mod.MARK}|{own_json.MARK}|{json.dumps(1)}"
+            return [[{"label": label, "score": 1.0}] for _ in texts]
+        """,
+    )
+    rules = RuleSet.load(tmp_path / "model", LABELS)
+    result = rules.after(["x"], [[{"label": "neg", "score": 0.5}]], _context())
+    assert result[0][0]["label"] == "h|h/deep|namespace|own json|1"
+    assert sys.modules["textclf_model_code.rules"].__file__ == str(code / "rules.py")
+
+
+def test_a_reload_does_not_reuse_another_directory_s_modules(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        _write(tmp_path / name / "code" / "helper.py", f"NAME = {name!r}\n")
+        _write(
+            tmp_path / name / "code" / "rules.py",
+            "from . import helper\n\ndef before(texts, context):\n    return [helper.NAME for _ in texts]\n",
+        )
+    assert RuleSet.load(tmp_path / "one", LABELS).before(["x"], _context()) == ["one"]
+    assert RuleSet.load(tmp_path / "two", LABELS).before(["x"], _context()) == ["two"]
+
+
+def test_hooks_neither_write_nor_run_bytecode(tmp_path: Path) -> None:
+    """A __pycache__ written into the model directory would be an unlisted file; one planted there
+    (an unchecked-hash .pyc, which Python runs without looking at the source) must not replace the
+    sealed source."""
+    import py_compile
+
+    code = tmp_path / "model" / "code"
+    _write(code / "helper.py", "MARK = 'source'\n")
+    _write(
+        code / "rules.py",
+        "def before(texts, context):\n    from . import helper\n\n    return [helper.MARK for _ in texts]\n",
+    )
+    planted = "def before(texts, context):\n    return ['planted bytecode' for _ in texts]\n"
+    for name in ("rules", "helper"):
+        source = _write(tmp_path / "planted" / f"{name}.py", planted if name == "rules" else "MARK = 'planted'\n")
+        py_compile.compile(
+            str(source),
+            importlib.util.cache_from_source(str(code / f"{name}.py")),
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
+    before = sorted(p.name for p in (code / "__pycache__").iterdir())
+    assert RuleSet.load(tmp_path / "model", LABELS).before(["x"], _context()) == ["source"]
+    assert sorted(p.name for p in (code / "__pycache__").iterdir()) == before  # nothing written
+    _write(tmp_path / "fresh" / "code" / "rules.py", "def before(texts, context):\n    return texts\n")
+    RuleSet.load(tmp_path / "fresh", LABELS)
+    assert not (tmp_path / "fresh" / "code" / "__pycache__").exists()
+
+
+def test_env_rules_file_imports_its_siblings_too(tmp_path: Path) -> None:
+    _write(tmp_path / "shop" / "words.py", "BANNED = 'bad'\n")
+    path = _write(
+        tmp_path / "shop" / "shop_rules.py",
+        """
+        from .words import BANNED
+
+        def before(texts, context):
+            return [t.replace(BANNED, "***") for t in texts]
+        """,
+    )
+    assert load_spec(str(path)).before(["a bad day"], _context()) == ["a *** day"]  # type: ignore[misc]
 
 
 def test_module_spec_from_sys_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 from support.tiny_model import DEFAULT_WORDS, make_tiny_model
+from textclf.contract.model_dir import seal
 
 SINGLE_LABELS = ["negative", "neutral", "positive"]
 MULTI_LABELS = ["sports", "politics", "tech", "health"]
@@ -59,12 +60,14 @@ def export_serving_model(work: Path, name: str, labels: list[str], **options: ob
 
 
 def make_sm_root(model_dir: Path, root: Path, rules_code: str | None = None) -> Path:
-    """An /opt/ml-shaped tree whose model/ is a copy of ``model_dir`` (plus ``code/rules.py``)."""
+    """An /opt/ml-shaped tree whose model/ is a copy of ``model_dir`` (plus ``code/rules.py``, sealed
+    into the manifest as ``textclf seal`` does: serve refuses unlisted hooks)."""
     shutil.copytree(model_dir, root / "model")
     if rules_code is not None:
         code = root / "model" / "code"
         code.mkdir()
         (code / "rules.py").write_text(textwrap.dedent(rules_code), encoding="utf-8")
+        seal(root / "model")
     return root
 
 

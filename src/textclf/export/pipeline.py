@@ -2,7 +2,8 @@
 
     HF directory -> FP32 ONNX (dynamic axes, parity-checked) -> INT8 dynamic quantization
                  -> tokenizer.json + manifest, sealed (sha256) -> accuracy gate on an eval set
-                 -> moved into place (``model_dir.install_model_dir``)
+                 -> moved into place (``model_dir.install_model_dir``: a ``code/`` already there is kept,
+                    and its files stay sealed only if the previous manifest sealed them unchanged)
 
 ``train`` calls ``export_model_dir``; ``textclf export SRC DST`` (``textclf.export.cli``) too.
 Reading the HF directory is ``hf_model``'s job, the graph ``onnx_graph``'s, INT8 ``quantization``'s

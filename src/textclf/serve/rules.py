@@ -24,12 +24,23 @@ Returning ``None`` from a hook means "unchanged". ``predictions`` is, per text, 
 server does not know), the prediction parameters, the text pairs, the model's labels, and
 ``response_attributes``, which is sent back in ``X-Amzn-SageMaker-Custom-Attributes``.
 
-Hooks are found in the model directory (``code/rules.py``; its ``code/`` folder is put on
-``sys.path`` so it can import its own helpers) and through ``TEXTCLF_RULES`` (``package.module``,
-``package.module:object``, ``/path/rules.py`` or ``/path/rules.py:object``; a class is
-instantiated without arguments). When both exist both run, the model's first. A hook that cannot
-be loaded stops ``serve`` with a message; ``RuleRejection`` answers the request with its 4xx status
-and message; any other exception in a hook is a bug and answers 500 with a request id.
+Hooks are found in the model directory (``code/rules.py``) and through ``TEXTCLF_RULES``
+(``package.module``, ``package.module:object``, ``/path/rules.py`` or ``/path/rules.py:object``; a
+class is instantiated without arguments). When both exist both run, the model's first. A hook that
+cannot be loaded stops ``serve`` with a message; ``RuleRejection`` answers the request with its 4xx
+status and message; any other exception in a hook is a bug and answers 500 with a request id.
+
+Hooks are trusted code: they run inside the endpoint with its permissions (its IAM role, its
+network). ``code/`` is therefore sealed like the model (``textclf.contract.model_dir``: every file
+listed with its sha256, unlisted ones refused; ``textclf seal`` after an edit). A hook file is never
+imported by putting its folder on ``sys.path``, where a ``code/json.py`` would shadow the standard
+library's ``json`` for the whole server: ``code/rules.py`` is the module ``textclf_model_code.rules``
+of a package whose ``__path__`` is ``code/`` (a ``TEXTCLF_RULES`` file: ``textclf_env_rules.NAME``),
+so it imports its helpers relatively (``from . import helper``, ``from .lib import x``) and its
+absolute imports mean the installed packages. Modules of these packages are compiled from their
+``.py`` source every time: no bytecode is read from a ``__pycache__`` (a planted ``.pyc`` is not
+run) nor written into the model directory (it would be an unlisted file), and no compiled extension
+module is loaded from there.
 
 Declarative rules need no code and run after the hooks: ``TEXTCLF_MIN_CONFIDENCE`` (or the
 request's ``min_confidence``) replaces the label of a top entry whose score is below it by
@@ -39,12 +50,15 @@ request's ``min_confidence``) replaces the label of a top entry whose score is b
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType, ModuleType
 from typing import Any
 
 from textclf.contract.model_dir import CODE_DIR
@@ -52,6 +66,8 @@ from textclf.errors import ConfigError
 from textclf.model.prediction import Prediction
 
 RULES_FILE = "rules.py"
+MODEL_CODE_PACKAGE = "textclf_model_code"  # code/rules.py, and code/ as its package path
+ENV_RULES_PACKAGE = "textclf_env_rules"  # a TEXTCLF_RULES file
 
 
 class RulesLoadError(ConfigError):
@@ -106,23 +122,76 @@ def _load_error(source: str, exc: BaseException) -> RulesLoadError:
     return RulesLoadError(f"cannot load business rules {source}: {type(exc).__name__}: {exc}")
 
 
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a hook module from its ``.py`` file every time: never reads a ``__pycache__`` (a
+    planted, unsealed ``.pyc`` would run instead of the sealed source) and never writes one (it would
+    be an unlisted file in the sealed model directory). Hooks are small; compiling costs milliseconds."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _HookFinder(importlib.abc.MetaPathFinder):
+    """Finds the submodules of hook packages (``from . import helper`` in ``code/rules.py``) in their
+    package's folder: Python source only, through ``_SourceOnlyLoader``. It answers only for the
+    packages it was given, so every other import goes on as usual."""
+
+    def __init__(self) -> None:
+        self.packages: set[str] = set()
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname.partition(".")[0] not in self.packages or not path:
+            return None
+        for entry in path:
+            finder = importlib.machinery.FileFinder(entry, (_SourceOnlyLoader, importlib.machinery.SOURCE_SUFFIXES))
+            if (spec := finder.find_spec(fullname, target)) is not None:
+                return spec
+        return None
+
+
+_HOOK_FINDER = _HookFinder()
+
+
+def _forget(package: str) -> None:
+    """Drop a previously loaded hook package and its submodules (a reload must not reuse them)."""
+    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+        del sys.modules[name]
+
+
 def load_file(path: Path, attribute: str = "", module_name: str = "textclf_user_rules") -> Hook:
-    """Import a Python file (its folder goes on ``sys.path``) and take ``attribute`` or the module."""
+    """Import a Python file as a module of the package ``module_name`` whose ``__path__`` is the
+    file's folder (see the module docstring: helpers import relatively; nothing goes on
+    ``sys.path``), then take ``attribute`` or the module.
+
+    The package itself is empty, not the file: had the file been the package, its own globals (an
+    ``import json`` in it) would hide its folder's modules of the same name from ``from . import``."""
     source = f"{path}{':' + attribute if attribute else ''}"
     if not path.is_file():
         raise RulesLoadError(f"business rules file {path} does not exist")
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
+    stem = path.stem if path.stem.isidentifier() else "hook"
+    name = f"{module_name}.{stem}"
+    loader = _SourceOnlyLoader(name, str(path))
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    if spec is None:
         raise RulesLoadError(f"business rules file {path} is not a Python module")
+    _forget(module_name)
+    _HOOK_FINDER.packages.add(module_name)
+    if _HOOK_FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _HOOK_FINDER)
+    package_spec = importlib.machinery.ModuleSpec(module_name, None, is_package=True)
+    package_spec.submodule_search_locations = [str(path.parent.resolve())]
+    package = importlib.util.module_from_spec(package_spec)
     module = importlib.util.module_from_spec(spec)
-    folder = str(path.parent.resolve())
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    sys.modules[module_name] = module
+    sys.modules[module_name] = package
+    sys.modules[name] = module
+    setattr(package, stem, module)
     try:
-        spec.loader.exec_module(module)
+        loader.exec_module(module)
     except Exception as exc:
-        sys.modules.pop(module_name, None)
+        _forget(module_name)
         raise _load_error(source, exc) from exc
     return _as_hook(_attribute(module, attribute, source) if attribute else module, source)
 
@@ -141,7 +210,7 @@ def load_spec(spec: str) -> Hook:
     """Load ``TEXTCLF_RULES``: ``module``, ``module:object``, ``/path/file.py`` or ``/path/file.py:object``."""
     target, _, attribute = spec.partition(":")
     if target.endswith(".py") or "/" in target:
-        return load_file(Path(target), attribute, module_name="textclf_env_rules")
+        return load_file(Path(target), attribute, module_name=ENV_RULES_PACKAGE)
     try:
         module = importlib.import_module(target)
     except Exception as exc:
@@ -179,7 +248,7 @@ class RuleSet:
         hooks = []
         model_rules = Path(model_dir) / CODE_DIR / RULES_FILE
         if model_rules.exists():
-            hooks.append(load_file(model_rules, module_name="textclf_model_rules"))
+            hooks.append(load_file(model_rules, module_name=MODEL_CODE_PACKAGE))
         if spec:
             hooks.append(load_spec(spec))
         return cls(hooks, declarative)

@@ -2,10 +2,13 @@
 
 ``textclf serve`` calls ``load`` before any worker starts (without an ONNX Runtime session: the
 supervisor never runs the model), so a tampered model, a broken hook or a bad setting stops it
-with one line and exit 2. Each worker calls it again, session included, after the fork (ORT
-sessions do not survive one). A worker that fails writes its reason to the file named by
-``FAILURE_FILE_ENV``, because gunicorn only says that a worker failed to boot; the supervisor
-reads that file and stops ``serve`` with the same one line.
+with one line and exit 2. The verification covers ``code/``: its hooks run with the endpoint's
+permissions, so a hook that is not listed in the manifest with its sha256 (planted by a tampered
+archive, or edited and not yet re-sealed with ``textclf seal``) is refused before it is imported.
+Each worker calls ``load`` again, session included, after the fork (ORT sessions do not survive
+one). A worker that fails writes its reason to the file named by ``FAILURE_FILE_ENV``, because
+gunicorn only says that a worker failed to boot; the supervisor reads that file and stops
+``serve`` with the same one line.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from textclf.contract.model_dir import Manifest, read_manifest
+from textclf.contract.model_dir import CODE_DIR, Manifest, read_manifest
 from textclf.errors import ConfigError, UserError
 from textclf.serve import codecs
 from textclf.serve.rules import DeclarativeRules, RuleSet
@@ -51,6 +54,7 @@ def load(
 ) -> Loaded:
     """Verify the model directory (format, sha256 of every file), load the rules and, with ``session``,
     the model itself; ``model`` and ``rules`` replace what would be loaded (tests, embedding)."""
+    supplied = model is not None  # not loaded (so not verified) from settings.model_dir here
     try:
         default_accept = _default_accept(settings)
         if model is None and session:
@@ -62,6 +66,8 @@ def load(
             )
         manifest = model.manifest if model is not None else read_manifest(settings.model_dir, verify=True)
         if rules is None:
+            if supplied and (settings.model_dir / CODE_DIR).exists():
+                read_manifest(settings.model_dir, verify=True)  # its hooks are about to run: sealed ones only
             declarative = DeclarativeRules(settings.min_confidence, settings.uncertain_label, settings.label_map)
             rules = RuleSet.load(settings.model_dir, manifest.labels, settings.rules, declarative)
     except UserError as exc:
