@@ -76,6 +76,19 @@ COPY pyproject.toml README.md nginx.conf /opt/program/
 COPY src/ /opt/program/src/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/program \
     && rm -rf /opt/program/build
+# The jobs run as textclf (uid/gid 1000), never as root. The image starts as root (no USER) only
+# because SageMaker mounts the folders a training job writes owned by root, where a non-root image
+# user cannot write; `textclf` hands those folders to textclf and drops to it (for good: no
+# capabilities left) before it reads any input (src/textclf/contract/job_user.py). The /opt/ml
+# folders made here serve a container that mounts none; no file keeps a setuid/setgid bit, so
+# nothing in the image leads back to root. Started with --user, the container runs as that user.
+RUN groupadd --gid 1000 textclf \
+    && useradd --uid 1000 --gid textclf --home-dir /home/textclf --create-home --shell /usr/sbin/nologin textclf \
+    && mkdir -p /opt/ml/model /opt/ml/output/data /opt/ml/checkpoints \
+    && chown -R textclf:textclf /opt/ml/model /opt/ml/output /opt/ml/checkpoints \
+    && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
+ENV TEXTCLF_USER=textclf \
+    HOME=/home/textclf
 EXPOSE 8080
 ENTRYPOINT ["/opt/venv/bin/textclf"]
 # The slim image cannot train (no torch), so its default is serve.
@@ -127,6 +140,14 @@ COPY pyproject.toml README.md nginx.conf /opt/program/
 COPY src/ /opt/program/src/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/program \
     && rm -rf /opt/program/build
+# As in serve: the jobs run as textclf, never as root (see there).
+RUN groupadd --gid 1000 textclf \
+    && useradd --uid 1000 --gid textclf --home-dir /home/textclf --create-home --shell /usr/sbin/nologin textclf \
+    && mkdir -p /opt/ml/model /opt/ml/output/data /opt/ml/checkpoints \
+    && chown -R textclf:textclf /opt/ml/model /opt/ml/output /opt/ml/checkpoints \
+    && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
+ENV TEXTCLF_USER=textclf \
+    HOME=/home/textclf
 EXPOSE 8080
 ENTRYPOINT ["/opt/venv/bin/textclf"]
 # SageMaker passes `train` or `serve`; SDK v3 local mode passes nothing, which means train.

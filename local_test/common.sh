@@ -173,6 +173,14 @@ ensure_image() {
     docker build "${extra[@]}" -t "${IMAGE}" "${REPO_ROOT}"
 }
 
+# docker run runs the container as the invoking user, so that what it writes into TEST_DIR stays
+# that user's and it reads what that user can read. Invoked as root, it starts as root, as SageMaker
+# starts it: the image then hands model/, output/ and checkpoints/ to its own user, textclf (uid
+# 1000), and drops to it. Either way the jobs never run as root (see the README, "Who the container
+# runs as").
+# shellcheck disable=SC2034  # used by the scripts that source this file
+DOCKER_USER_ARGS=(--user "$(id -u):$(id -g)")
+
 # Network arguments for docker run: DOCKER_NETWORK (e.g. host, none) when set, else Docker's default.
 # shellcheck disable=SC2034  # used by the scripts that source this file
 NETWORK_ARGS=()

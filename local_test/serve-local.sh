@@ -9,7 +9,7 @@ usage() {
 Usage: $(basename "$0") [--docker | --local] [--port PORT] [-h]
 
 Serves the model in ${TEST_DIR}/model exactly as a SageMaker endpoint runs the image:
-  Docker: docker run -p PORT:8080 -v TEST_DIR/model:/opt/ml/model IMAGE serve
+  Docker: docker run --user \$(id -u):\$(id -g) -p PORT:8080 -v TEST_DIR/model:/opt/ml/model IMAGE serve
   local:  SM_ROOT=TEST_DIR textclf serve      (same entry point, from .venv)
 Stop it with Ctrl-C. Send requests with local_test/predict.sh.
 
@@ -36,7 +36,7 @@ if [[ "${MODE}" == "docker" ]]; then
     fi
     # docker run passes SIGINT/SIGTERM on to the container, which shuts down gracefully.
     exec docker run --rm --name "${CONTAINER_NAME:-textclf-serve-local}" "${NETWORK_ARGS[@]}" "${port_args[@]}" \
-        -v "${TEST_DIR}/model:/opt/ml/model:ro" "${IMAGE}" serve
+        "${DOCKER_USER_ARGS[@]}" -v "${TEST_DIR}/model:/opt/ml/model:ro" "${IMAGE}" serve
 else
     SM_ROOT="${TEST_DIR}" SAGEMAKER_BIND_TO_PORT="${port}" exec "$(textclf_bin)" serve
 fi

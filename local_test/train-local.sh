@@ -9,7 +9,7 @@ usage() {
 Usage: $(basename "$0") [--docker | --local] [--no-fetch] [--resume] [-h]
 
 Trains on ${TEST_DIR} exactly as SageMaker would run the image:
-  Docker: docker run -v TEST_DIR:/opt/ml IMAGE train
+  Docker: docker run --user \$(id -u):\$(id -g) -v TEST_DIR:/opt/ml IMAGE train
   local:  SM_ROOT=TEST_DIR textclf train      (same entry point, from .venv)
 The model lands in TEST_DIR/model, reports in TEST_DIR/output/data, and on failure
 the reason in TEST_DIR/output/failure. Each run is a fresh job: model/, output/ and
@@ -54,7 +54,7 @@ mkdir -p "${TEST_DIR}/model" "${TEST_DIR}/output"
 resolve_mode
 if [[ "${MODE}" == "docker" ]]; then
     ensure_image
-    exec docker run --rm "${NETWORK_ARGS[@]}" -v "${TEST_DIR}:/opt/ml" "${IMAGE}" train
+    exec docker run --rm "${NETWORK_ARGS[@]}" "${DOCKER_USER_ARGS[@]}" -v "${TEST_DIR}:/opt/ml" "${IMAGE}" train
 else
     SM_ROOT="${TEST_DIR}" exec "$(textclf_bin)" train
 fi

@@ -12,15 +12,23 @@ import json
 import sys
 from collections.abc import Sequence
 
+from textclf.contract import job_user, opt_ml
 from textclf.contract.model_dir import PRECISIONS, TRUNCATIONS
 from textclf.errors import EXIT_OK, EXIT_USER_ERROR, UserError
 from textclf.export.options import ON_ACCURACY_DROP
 
 
 def _train(_: argparse.Namespace) -> int:
+    # Before anything is read: a folder it cannot write, or an input it cannot read, fails the job
+    # with the fix, not a traceback.
+    if reason := job_user.access_problem("train", opt_ml.paths()):
+        return job_user.report(reason, opt_ml.paths())
     from textclf.train.job import main as train_main
 
-    return train_main()
+    try:
+        return train_main()
+    finally:
+        job_user.share_model(opt_ml.paths())
 
 
 def _serve(_: argparse.Namespace) -> int:
@@ -46,6 +54,26 @@ def _predict(args: argparse.Namespace) -> int:
         return EXIT_USER_ERROR
     for text, result in zip(args.texts, results, strict=True):
         print(json.dumps({"text": text, "predictions": result}, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _seal(args: argparse.Namespace) -> int:
+    """Re-hash ``code/`` after an edit of the rules (every file with ``--all``), printing what changed:
+    the manifest must list every file ``serve`` loads, and editing rules must stay one command."""
+    from textclf.contract.model_dir import seal
+
+    try:
+        report = seal(args.model_dir, all_files=args.all)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # a read-only or foreign-owned model directory
+        print(f"error: cannot seal {args.model_dir}: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    for line in report.lines():
+        print(line)
+    what = "every file" if args.all else "code/"
+    print(f"{args.model_dir}: {'already sealed, nothing changed' if report.unchanged else f'sealed ({what})'}")
     return EXIT_OK
 
 
@@ -97,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="+")
     predict.add_argument("--top-k", type=_positive_int, default=1)
     predict.set_defaults(func=_predict)
+    seal = sub.add_parser(
+        "seal",
+        help="after editing code/ (business rules), record its files' sha256 in manifest.json so serve accepts them",
+        description=(
+            "Re-hash the files under MODEL_DIR/code into manifest.json and print what changed. Every other "
+            "file must still match the manifest: sealing rules never blesses a changed model. Hooks are "
+            "trusted code that runs with the endpoint's permissions: review what you seal."
+        ),
+    )
+    seal.add_argument("model_dir", metavar="MODEL_DIR", help="the model directory (the one holding manifest.json)")
+    seal.add_argument(
+        "--all",
+        action="store_true",
+        help="re-hash every file, model and tokenizer included (only for a model you changed on purpose)",
+    )
+    seal.set_defaults(func=_seal)
     sub.add_parser("hyperparameters", help="print the hyperparameter table (markdown)").set_defaults(
         func=_hyperparameters
     )
@@ -108,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list:
         args_list = ["train"]  # SageMaker SDK v3 local mode starts the container without an argument
     args = build_parser().parse_args(args_list)
+    try:  # in the image, started as root: hand the job's folders to its user and drop to that user
+        done = job_user.become_job_user(args.command)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if done and args.command in ("train", "serve"):
+        print(f"textclf {args.command}: {done}", file=sys.stderr, flush=True)
     return int(args.func(args) or 0)
 
 

@@ -1,6 +1,12 @@
 """The image as SageMaker runs it: ``docker run IMAGE train`` on an /opt/ml tree, then
 ``docker run IMAGE serve`` on the model it wrote, for the full image and the slim serve image.
 
+Both start as root, as SageMaker starts them, on folders root owns, as SageMaker mounts them; the
+jobs must nevertheless run as the image's unprivileged user (``textclf``, uid 1000), write only
+what they must, and fail with the fix when they cannot write or read what they need
+(src/textclf/contract/job_user.py). Started as another user (``docker run --user``, as
+local_test does), they run as that user.
+
 The encoder is a tiny BERT made here from a config (2 layers, hidden 128) with a WordPiece
 vocabulary learnt from the demo data, so training takes seconds; quality is not the point.
 """
@@ -11,6 +17,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import socket
 import time
 import uuid
@@ -36,6 +43,8 @@ pytestmark = pytest.mark.container
 
 LOCAL_TEST = REPO_ROOT / "local_test"
 DEMO_LABELS = {"billing", "delivery", "technical"}
+JOB_USER, JOB_UID, JOB_GID = "textclf", 1000, 1000  # who the jobs run as (the Dockerfile's user)
+OTHER_UID = 4321  # a user the image does not know, as `docker run --user $(id -u):$(id -g)` gives
 PAYLOAD_TYPES = {
     ".json": "application/json",
     ".jsonl": "application/jsonlines",
@@ -63,6 +72,22 @@ def make_tiny_bert(dest: Path) -> None:
     """A 2-layer, hidden-128 BERT encoder with random weights and a WordPiece vocabulary of the
     demo data's words, saved as a Hugging Face directory (what the ``pretrained`` channel holds)."""
     make_tiny_model(dest, labels=None, words=words_of(_demo_texts()), hidden_size=128, num_layers=2, num_heads=2)
+
+
+def _files(folder: Path) -> list[Path]:
+    return [folder, *folder.rglob("*")]
+
+
+def _owners(folder: Path) -> dict[str, int]:
+    """Path (relative to ``folder``) -> owner uid, for ``folder`` and everything in it."""
+    return {str(p.relative_to(folder)): p.lstat().st_uid for p in _files(folder)}
+
+
+def _run_as(docker: Docker, image: str, user: str, script: str) -> object:
+    """``script`` run by ``sh`` in ``image`` as ``user`` (uid:gid)."""
+    return docker.run(
+        "run", "--rm", "--network", "none", "--user", user, "--entrypoint", "sh", image, "-c", script, check=False
+    )  # fmt: skip
 
 
 def _free_port() -> int:
@@ -149,6 +174,53 @@ def test_cli_answers_in_both_images(docker: Docker, full_image: str, serve_image
 
 
 # --------------------------------------------------------------------------------------------------
+# Who the jobs run as
+
+# What the job user may write: the folders a training job writes, its home and the temp folders.
+WRITABLE = ["/opt/ml/model", "/opt/ml/output", "/opt/ml/output/data", "/opt/ml/checkpoints", "/home/textclf", "/tmp",
+            "/var/tmp", "/dev/shm"]  # fmt: skip
+# Everything else: the code, the virtual environment, the system, the /opt/ml root (SageMaker's).
+NOT_WRITABLE = ["/opt/venv", "/opt/venv/bin", "/opt/venv/lib", "/opt/program", "/opt/program/src", "/opt/ml",
+                "/etc", "/usr/bin", "/usr/lib", "/usr/sbin", "/var/lib", "/root", "/"]  # fmt: skip
+
+
+def test_image_starts_as_root_only_to_become_its_job_user(docker: Docker, full_image: str, serve_image: str) -> None:
+    """No USER: SageMaker runs the image with its own user and mounts the folders a job writes
+    owned by root, so the image starts as root and ``textclf`` drops to the user TEXTCLF_USER
+    names before it reads any input (checked on the running jobs below). That user is uid/gid
+    1000, and no file keeps a setuid or setgid bit that would lead back to root."""
+    for image in (full_image, serve_image):
+        config = docker.inspect(image)["Config"]
+        assert config["User"] in ("", "0", "root"), config["User"]
+        assert f"TEXTCLF_USER={JOB_USER}" in config["Env"] and f"HOME=/home/{JOB_USER}" in config["Env"]
+        proc = docker.run(
+            "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
+            f"id -u {JOB_USER}; id -g {JOB_USER}; id -G {JOB_USER}; find / -xdev -perm /6000 -type f",
+        )  # fmt: skip
+        assert proc.stdout.split() == [str(JOB_UID), str(JOB_GID), str(JOB_GID)], (
+            f"{image}: the job user, then every setuid/setgid file:\n{proc.stdout}"
+        )
+
+
+def test_the_job_user_can_write_only_its_folders(docker: Docker, full_image: str, serve_image: str) -> None:
+    """As uid/gid 1000 with no other group (what the jobs are after the drop: their uids, groups
+    and capabilities are checked on the running jobs), creating a file succeeds exactly in the
+    job's folders; changing the code, the venv or the system is refused."""
+    probe = 'for d in {}; do if touch "$d/.probe" 2>/dev/null; then echo "yes $d"; else echo "no $d"; fi; done'
+    script = "; ".join([
+        probe.format(" ".join(WRITABLE + NOT_WRITABLE)),
+        'for f in /opt/venv/bin/textclf /opt/program/nginx.conf /etc/passwd; do '
+        'if echo x 2>/dev/null >> "$f"; then echo "yes $f"; else echo "no $f"; fi; done',
+    ])  # fmt: skip
+    for image in (full_image, serve_image):
+        proc = _run_as(docker, image, f"{JOB_UID}:{JOB_GID}", script)
+        answers = {path: answer for answer, path in (line.split(" ", 1) for line in proc.stdout.splitlines())}
+        assert {d: answers.get(d) for d in WRITABLE} == dict.fromkeys(WRITABLE, "yes"), f"{image}\n{proc.stdout}"
+        refused = [*NOT_WRITABLE, "/opt/venv/bin/textclf", "/opt/program/nginx.conf", "/etc/passwd"]
+        assert {d: answers.get(d) for d in refused} == dict.fromkeys(refused, "no"), f"{image}\n{proc.stdout}"
+
+
+# --------------------------------------------------------------------------------------------------
 # train
 
 
@@ -200,6 +272,103 @@ def test_train_failure_is_reported_with_no_argument(docker: Docker, full_image: 
     failure = ml / "output/failure"
     assert failure.is_file(), f"no failure file\n{_show(proc)}"
     assert "epochs" in failure.read_text()
+
+
+def test_train_runs_as_the_job_user(trained: TrainingJob) -> None:
+    """Started as root on folders root owns, as SageMaker starts it: the job said it ran as
+    textclf, everything it wrote is textclf's, the model is readable by all (a serving container
+    reads it as its own user, whoever owns it once unpacked), and the input was left as it was."""
+    assert f"textclf train: running as {JOB_USER} (uid {JOB_UID}, gid {JOB_GID}), not root" in trained.logs
+    for folder in ("model", "output", "checkpoints"):
+        if folder != "checkpoints" or (trained.ml / folder).exists():
+            owners = _owners(trained.ml / folder)
+            assert set(owners.values()) == {JOB_UID}, f"{folder}: {owners}"
+    modes = {str(p): p.stat().st_mode for p in _files(trained.ml / "model")}
+    assert all(mode & 0o444 == 0o444 for mode in modes.values()), {k: oct(v) for k, v in modes.items()}
+    assert set(_owners(trained.ml / "input").values()) == {os.getuid()}
+
+
+def test_train_as_another_user_runs_as_that_user(docker: Docker, full_image: str, tmp_path: Path) -> None:
+    """``docker run --user UID:GID`` on a tree that user owns, as local_test runs the image (so
+    that what it writes stays the invoking user's): nothing is handed over or dropped, and the
+    job runs as that user, one the image does not know, with a HOME of its own."""
+    hyperparameters = json.loads((LOCAL_TEST / "test_dir/input/config/hyperparameters.json").read_text())
+    hyperparameters.update({**TRAIN_HYPERPARAMETERS, "epochs": "1", "max_steps": "2", "checkpoint_every_steps": "1"})
+    ml = sagemaker_tree(tmp_path / "ml", hyperparameters)
+    make_tiny_bert(ml / "input/data/pretrained")
+    for folder in (ml, ml / "model", ml / "output"):
+        os.chown(folder, OTHER_UID, OTHER_UID)
+    proc = docker.run(
+        "run", "--rm", "--network", "none", "--user", f"{OTHER_UID}:{OTHER_UID}", "-v", f"{ml}:/opt/ml",
+        full_image, "train", check=False, timeout=1200,
+    )  # fmt: skip
+    failure = ml / "output/failure"
+    assert proc.returncode == 0, f"{failure.read_text() if failure.exists() else '(no failure file)'}\n{_show(proc)}"
+    assert "running as" not in proc.stderr, proc.stderr[-2000:]
+    for folder in ("model", "output", "checkpoints"):
+        if folder != "checkpoints" or (ml / folder).exists():
+            owners = _owners(ml / folder)
+            assert set(owners.values()) == {OTHER_UID}, f"{folder}: {owners}"
+
+
+def _train_as(docker: Docker, image: str, ml: Path, *args: str) -> tuple[object, str | None]:
+    """``docker run [ARGS] -v ML:/opt/ml IMAGE train``; its process and the failure file's first line."""
+    proc = docker.run(
+        "run", "--rm", "--network", "none", *args, "-v", f"{ml}:/opt/ml", image, "train", check=False, timeout=300
+    )  # fmt: skip
+    failure = ml / "output/failure"
+    return proc, failure.read_text().splitlines()[0] if failure.exists() else None
+
+
+def test_train_fails_clearly_on_a_folder_its_user_cannot_write(docker: Docker, full_image: str, tmp_path: Path) -> None:
+    """As another user on folders root owns (mode 755, as SageMaker mounts them): exit 2 before
+    any work, and the failure file's first line names the folder, the user and the ways out; with
+    the output folder unwritable too, the same reason on stderr. Never a traceback."""
+    ml = sagemaker_tree(tmp_path / "ml", {"epochs": "1"})
+    (ml / "output").chmod(0o777)  # so that the failure file can be written
+    proc, reason = _train_as(docker, full_image, ml, "--user", f"{OTHER_UID}:{OTHER_UID}")
+    assert proc.returncode == 2, _show(proc)
+    assert reason is not None and reason.startswith(
+        f"/opt/ml/model is not writable by uid {OTHER_UID} (gid {OTHER_UID}), the user this job runs as: "
+        f"it belongs to uid {os.getuid()}, mode 755. Start the container as root"
+    ), reason
+    assert f"to {JOB_USER}, uid {JOB_UID}, then drops to that user" in reason and "docker run --user" in reason
+    assert "Traceback" not in proc.stdout + proc.stderr, _show(proc)
+
+    (ml / "output/failure").unlink()
+    (ml / "output").chmod(0o755)
+    proc, reason = _train_as(docker, full_image, ml, "--user", f"{OTHER_UID}:{OTHER_UID}")
+    assert proc.returncode == 2 and reason is None, _show(proc)
+    assert f"error: /opt/ml/model is not writable by uid {OTHER_UID}" in proc.stderr, _show(proc)
+    assert "Traceback" not in proc.stdout + proc.stderr, _show(proc)
+
+
+def test_train_fails_clearly_on_a_read_only_model_folder(docker: Docker, full_image: str, tmp_path: Path) -> None:
+    """Started as root, but the model folder mounted read-only: it cannot be handed over, and the
+    job says so instead of failing when it writes the model."""
+    ml = sagemaker_tree(tmp_path / "ml", {"epochs": "1"})
+    proc, reason = _train_as(docker, full_image, ml, "-v", f"{ml / 'model'}:/opt/ml/model:ro")
+    assert proc.returncode == 2, _show(proc)
+    assert reason == (
+        f"/opt/ml/model is not writable by uid {JOB_UID} (gid {JOB_GID}), the user this job runs as: "
+        "it is on a read-only mount. Mount it writable."
+    ), reason
+
+
+def test_train_fails_clearly_on_an_input_file_its_user_cannot_read(
+    docker: Docker, full_image: str, tmp_path: Path
+) -> None:
+    """A channel file only its owner may read (600): SageMaker's channel files are readable by
+    all, a host folder that local mode mounts may not be. The job names the file and the fix."""
+    ml = sagemaker_tree(tmp_path / "ml", {"epochs": "1"})
+    (ml / "input/data/train/train.csv").chmod(0o600)
+    proc, reason = _train_as(docker, full_image, ml)
+    assert proc.returncode == 2, _show(proc)
+    assert reason is not None and reason.startswith(
+        f"uid {JOB_UID} (gid {JOB_GID}), the user this job runs as, cannot read /opt/ml/input/data/train/train.csv "
+        f"(it belongs to uid {os.getuid()}, mode 600). "
+    ), reason
+    assert "chmod -R a+rX" in reason and "docker run --user" in reason, reason
 
 
 # --------------------------------------------------------------------------------------------------
@@ -315,19 +484,102 @@ def _post_payload(server: Server, payload: Path) -> requests.Response:
     )
 
 
-def test_serve_accepts_every_sample_payload(server: Server) -> None:
-    """The payloads predict.sh sends, each with the content type its extension names; the
-    text-pair payload is refused by this single-text model with a 400 that says so."""
+def _payload_texts(payload: Path) -> tuple[list[str], bool]:
+    """The texts a sample payload holds, read here from its format (not by the server's codecs),
+    and whether it is a single input (answered with one result rather than a list of them)."""
+    text = payload.read_text(encoding="utf-8")
+    if payload.suffix == ".json":
+        body = json.loads(text)
+        inputs = body["inputs"] if isinstance(body, dict) else body
+        return ([inputs], True) if isinstance(inputs, str) else (list(inputs), False)
+    if payload.suffix == ".jsonl":
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [r if isinstance(r, str) else r.get("inputs", r.get("text")) for r in records], False
+    if payload.suffix == ".csv":
+        return [row[0] for row in csv.reader(text.splitlines()) if row], False
+    return [line for line in text.splitlines() if line.strip()], False
+
+
+def test_serve_accepts_every_sample_payload(server: Server, trained: TrainingJob) -> None:
+    """The payloads predict.sh sends, each with the content type its extension names, answered
+    with what the model itself predicts for their texts (ONNX Runtime here, on the model the
+    container serves): one result per text, the top label of the model's labels with its score.
+    The text-pair payload is refused by this single-text model with a 400 that says so."""
+    from textclf.contract.model_dir import read_manifest
+    from textclf.model.predictor import Classifier
+
+    model = Classifier.load(trained.ml / "model")
+    labels = set(read_manifest(trained.ml / "model").labels)
+    assert labels == DEMO_LABELS
     payloads = sorted(p for p in (LOCAL_TEST / "payloads").iterdir() if p.is_file())
     assert {p.suffix for p in payloads} == set(PAYLOAD_TYPES)
     for payload in payloads:
         response = _post_payload(server, payload)
         assert response.status_code == 200, (payload.name, response.status_code, response.text)
-        assert isinstance(response.json(), list), (payload.name, response.text)
+        texts, single = _payload_texts(payload)
+        answers = [response.json()] if single else response.json()
+        expected = model.predict(texts)
+        assert len(answers) == len(texts) == len(expected) > 0, (payload.name, texts, response.text)
+        for text, answer, want in zip(texts, answers, expected, strict=True):
+            assert [entry["label"] for entry in answer] == [entry["label"] for entry in want], (payload.name, text)
+            assert {entry["label"] for entry in answer} <= labels
+            assert [entry["score"] for entry in answer] == pytest.approx([e["score"] for e in want], abs=1e-4)
     for payload in sorted((LOCAL_TEST / "payloads/text-pairs").iterdir()):
         response = _post_payload(server, payload)
         assert response.status_code == 400, (payload.name, response.status_code, response.text)
         assert "pair" in response.json()["error"]["message"], response.text
+
+
+_PROCESSES = """
+import json, os
+found = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    if int(pid) == os.getpid():
+        continue  # this probe, which docker exec starts as root
+    try:
+        lines = open(f"/proc/{pid}/status").read().splitlines()
+    except OSError:
+        continue
+    found.append({k: v.split() for k, v in (line.split(":", 1) for line in lines if ":" in line)})
+print(json.dumps(found))
+"""
+
+
+def test_serve_runs_as_the_job_user(server: Server) -> None:
+    """Every process of the serving container (the supervisor, nginx's master and worker,
+    gunicorn's master and workers) is textclf: real, effective, saved and file-system uid and gid,
+    no supplementary group, no capability. The container started as root; nothing keeps it."""
+    proc = server.docker.run("exec", server.name, "python", "-c", _PROCESSES)
+    processes = json.loads(proc.stdout)
+    names = sorted(p["Name"][0] for p in processes)
+    assert "nginx" in names and any(n.startswith(("gunicorn", "textclf", "python")) for n in names), names
+    for p in processes:
+        assert p["Uid"] == [str(JOB_UID)] * 4 and p["Gid"] == [str(JOB_GID)] * 4, p
+        assert p.get("Groups", []) == [], p
+        assert p["CapPrm"] == p["CapEff"] == p["CapAmb"] == ["0000000000000000"], p
+    assert f"running as {JOB_USER} (uid {JOB_UID}, gid {JOB_GID}), not root" in server.logs()
+
+
+def test_serve_copies_a_model_its_user_cannot_read(
+    docker: Docker, serve_image: str, trained: TrainingJob, tmp_path: Path
+) -> None:
+    """A model whose files only root may read (an older, root-run image wrote ``manifest.json``
+    with mode 600), mounted read-only as SageMaker mounts it: serving cannot fix it in place, so it
+    serves a copy its user owns, and says so."""
+    model = tmp_path / "model"
+    shutil.copytree(trained.ml / "model", model)
+    for path in _files(model):
+        os.chown(path, 0, 0, follow_symlinks=False)
+    (model / "manifest.json").chmod(0o600)
+    running = Server(docker, serve_image, model)
+    try:
+        running.wait_ready()
+        assert "cannot read every file of /opt/ml/model: serving a copy in /tmp/textclf-model-" in running.logs()
+        response = requests.post(f"{running.url}/invocations", json={"inputs": ["my parcel never arrived"]}, timeout=60)
+        assert response.status_code == 200, response.text
+        _check_predictions(_predictions(response.json()), 1)
+    finally:
+        running.remove()
 
 
 def test_serve_stops_gracefully_on_sigterm(server: Server) -> None:

@@ -56,6 +56,34 @@ def test_dockerfile_stage_order_and_entrypoint() -> None:
     assert "tini" not in re.sub(r"#.*", "", text)
 
 
+def test_dockerfile_images_start_as_root_and_make_the_same_job_user() -> None:
+    """No USER (the image starts as root so that ``textclf`` can hand SageMaker's root-owned
+    folders to its user before it drops to it; see src/textclf/contract/job_user.py), and both
+    images (serve and full) make the same user and name it in TEXTCLF_USER, after their code."""
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    assert not re.search(r"^USER\b", text, re.MULTILINE | re.IGNORECASE), "the image must start as root"
+    stages = dict(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)\n(.*?)(?=^FROM\s|\Z)", text, re.MULTILINE | re.DOTALL))
+    made = []
+    for name in ("serve", "full"):
+        stage = stages[name]
+        run = re.search(r"^RUN groupadd .*?(?<!\\)\n", stage, re.MULTILINE | re.DOTALL)
+        assert run, f"stage {name} makes no job user"
+        assert "useradd --uid 1000 --gid textclf" in run.group(0) and "chmod a-s" in run.group(0)
+        assert re.search(r"^ENV TEXTCLF_USER=textclf\b", stage, re.MULTILINE), name
+        assert stage.index("RUN groupadd") > stage.index("COPY src/"), f"{name}: a code change would rebuild it"
+        made.append(run.group(0))
+    assert made[0] == made[1]
+
+
+def test_local_test_runs_the_image_as_the_invoking_user() -> None:
+    """What the local scripts' containers write into test_dir stays the invoking user's."""
+    assert 'DOCKER_USER_ARGS=(--user "$(id -u):$(id -g)")' in (LOCAL_TEST / "common.sh").read_text()
+    for script in ("train-local.sh", "serve-local.sh"):
+        lines = (LOCAL_TEST / script).read_text().replace("\\\n", " ").splitlines()  # continuations joined
+        runs = [line for line in lines if "exec docker run" in line]
+        assert runs and all('"${DOCKER_USER_ARGS[@]}"' in r for r in runs), (script, runs)
+
+
 @pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: p.name)
 def test_shell_script_is_shellcheck_clean_and_strict(script: Path) -> None:
     text = script.read_text()

@@ -92,4 +92,8 @@ def make_tiny_model(
         )
         model = BertForSequenceClassification(config)
     model.save_pretrained(str(directory))
+    # transformers writes the weights through a temporary file, mode 600: readable by everyone, as
+    # the files of a SageMaker channel are (the image reads its channels as an unprivileged user).
+    for path in directory.iterdir():
+        path.chmod(path.stat().st_mode | 0o444)
     return directory
