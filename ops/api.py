@@ -5,6 +5,16 @@ The chain's time budget, set here in one place: API Gateway's integration timeou
 SageMaker's read timeout in the Lambda (3 s less again, at most the 70 s AWS recommends). Each hop
 therefore gives up before the one in front of it, and the caller gets the Lambda's JSON error
 instead of a gateway timeout. The container itself must answer within 60 s (SageMaker's limit).
+
+Who may call: ``api.auth = "AWS_IAM"`` (the default) makes API Gateway check a SigV4 signature and the
+caller's ``execute-api:Invoke`` permission on the method (``ops api invoke`` signs with the session's
+credentials); ``API_KEY`` is for clients that cannot sign: a key in a usage plan identifies a caller for
+throttling and quotas and authenticates no one.
+
+Logging: the stage's access log needs API Gateway's CloudWatch role, one setting per account and region
+(``AWS::ApiGateway::Account``) shared by every API there. The stack does not set it unless
+``api.create_account_log_role`` asks; ``deploy`` reads it first (``GetAccount``) and, where none is set
+and access logs are on, refuses with the ways out before it creates anything.
 """
 
 from __future__ import annotations
@@ -77,8 +87,37 @@ def parameters(aws: Aws, code_key: str) -> dict[str, str]:
         "QuotaPerDay": str(a.quota_per_day),
         "LogRetentionDays": str(a.log_retention_days),
         "AllowedContentTypes": a.allowed_content_types,
+        "AccessLogging": "true" if a.access_logs else "false",
         "CreateApiGatewayAccountRole": "true" if a.create_account_log_role else "false",
     }
+
+
+def check_log_role(aws: Aws) -> None:
+    """Refuse, before anything is created, a stage with access logs in a region where API Gateway has no
+    CloudWatch role and the stack is not to set one (the stage would fail with "CloudWatch Logs role ARN
+    must be set in account settings to enable logging"); say when the stack is to replace one."""
+    a = aws.cfg.api
+    if not (a.access_logs or a.create_account_log_role):
+        return
+    role = aws.client("apigateway").get_account().get("cloudwatchRoleArn")
+    if a.create_account_log_role:
+        if role:
+            print(
+                f"api.create_account_log_role: the stack replaces API Gateway's CloudWatch role in {aws.region} "
+                f"({role}), for every API of the account there"
+            )
+        return
+    if not role:
+        raise OpsError(
+            f"API Gateway has no CloudWatch Logs role in {aws.region} (its account setting cloudwatchRoleArn is "
+            "empty), and the stage's access log (api.access_logs) needs one. It is one setting for every API of "
+            "the account in the region, so ops does not take it over unless asked. Either set it once: a role "
+            "that apigateway.amazonaws.com may assume, with the managed policy AmazonAPIGatewayPushToCloudWatchLogs, "
+            "then `aws apigateway update-account --patch-operations "
+            "op=replace,path=/cloudwatchRoleArn,value=<role ARN>`; or set api.create_account_log_role = true to "
+            "let this stack set it (deleting the stack deletes that role); or api.access_logs = false to deploy "
+            "without an access log"
+        )
 
 
 # API Gateway serves a stage from a Deployment, a snapshot of the API taken when the Deployment is
@@ -108,12 +147,16 @@ def template_body(params: dict[str, str]) -> str:
 
 
 def deploy(aws: Aws) -> dict[str, str]:
+    check_log_role(aws)
     ensure_bucket(aws)
     params = parameters(aws, upload_code(aws))
     outputs = stacks.deploy(aws, aws.cfg.api.stack_name, TEMPLATE, params, body=template_body(params))
     print(f"POST {outputs['InvokeUrl']}")
-    if "ApiKeyId" in outputs:
-        print("API key: python -m ops api key")
+    if aws.cfg.api.auth == "API_KEY":
+        print("API key: python -m ops api key (it identifies a caller for the usage plan; it is no authentication)")
+    else:
+        arn = outputs.get("InvokeResourceArn", "the stack's InvokeResourceArn")
+        print(f"callers sign with SigV4 (service execute-api) and need execute-api:Invoke on {arn}")
     return outputs
 
 
@@ -131,10 +174,29 @@ def api_key(aws: Aws) -> str:
     return str(aws.client("apigateway").get_api_key(apiKey=key_id, includeValue=True)["value"])
 
 
+def sign(aws: Aws, target: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` plus SigV4's (``Authorization``, ``X-Amz-Date``, and ``X-Amz-Security-Token`` for
+    temporary credentials) for a POST of ``body`` to ``target``, signed by botocore for service
+    ``execute-api`` in the session's region with the session's credentials."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    credentials = aws.session.get_credentials()
+    if credentials is None:
+        raise OpsError(
+            "api.auth is AWS_IAM and this session has no AWS credentials to sign the request with (SigV4); "
+            "configure credentials, or call with an API key where the API was deployed with api.auth = API_KEY"
+        )
+    signed = AWSRequest(method="POST", url=target, data=body, headers=headers)
+    SigV4Auth(credentials, "execute-api", aws.region).add_auth(signed)
+    return dict(signed.headers.items())
+
+
 def call(
     aws: Aws, request: Request, endpoint_url: str | None = None, key: str | None = None, timeout_s: float = 35.0
 ) -> tuple[int, dict[str, str], bytes]:
-    """POST through API Gateway as a client would: API key header, or SigV4 when auth is AWS_IAM."""
+    """POST through API Gateway as a client would: signed with SigV4 when auth is AWS_IAM (the default),
+    with the API key header when it is API_KEY."""
     target = endpoint_url or url(aws)
     headers = {"Content-Type": request.content_type, "Accept": request.accept}
     if request.custom_attributes:
@@ -142,12 +204,7 @@ def call(
     if aws.cfg.api.auth == "API_KEY":
         headers["x-api-key"] = key or api_key(aws)
     else:
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
-        signed = AWSRequest(method="POST", url=target, data=request.body, headers=headers)
-        SigV4Auth(aws.session.get_credentials(), "execute-api", aws.region).add_auth(signed)
-        headers = dict(signed.headers.items())
+        headers = sign(aws, target, request.body, headers)
     http_request = urllib.request.Request(target, data=request.body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(http_request, timeout=timeout_s) as response:

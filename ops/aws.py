@@ -20,6 +20,12 @@ from ops.config import ConfigError, OpsConfig
 
 # InvokeEndpoint: the model may take 60 s; AWS recommends a 70 s socket timeout on the client.
 RUNTIME_READ_TIMEOUT_S = 70
+# The tag of `ops --local`'s images while image.tag is empty: they are never pushed, so one tag serves.
+LOCAL_IMAGE_TAG = "local"
+NO_IMAGE_TAG = (
+    "image.tag is empty: set it (or TEXTCLF_IMAGE_TAG) to the tag `python -m ops image` printed; jobs run the "
+    "image that tag names in ECR, by its digest. To run an image of your own, set image.uri (pin it by digest)"
+)
 
 
 class OpsError(RuntimeError):
@@ -38,6 +44,7 @@ class Aws:
             raise ConfigError("no AWS region: set aws.region, TEXTCLF_AWS_REGION or AWS_DEFAULT_REGION")
         self.clients: dict[str, Any] = {}
         self._account_id: str | None = None
+        self._image_digests: dict[str, str] = {}  # image tag -> the digest ECR held under it when first asked
         # The names of the training jobs created through this session, as sent, whoever sent them (the
         # SageMaker SDK's ModelTrainer does not say which job it created). Registered before any client
         # exists: a botocore client copies the session's event handlers when it is created.
@@ -88,22 +95,63 @@ class Aws:
         keys = [self.cfg.aws.prefix.strip("/"), *(p.strip("/") for p in parts)]
         return f"s3://{self.bucket}/" + "/".join(k for k in keys if k) + "/"
 
+    @property
+    def registry(self) -> str:
+        """The account's private ECR registry in this region (``<account>.dkr.ecr.<region>.<suffix>``)."""
+        suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
+        return f"{self.account_id}.dkr.ecr.{self.region}.{suffix}"
+
+    def image_tag(self, variant: variants.Variant) -> str:
+        """The ECR tag of one variant: ``image.tag`` plus the variant's suffix; refused while ``image.tag`` is empty."""
+        if not self.cfg.image.tag:
+            raise ConfigError(NO_IMAGE_TAG)
+        return variant.tag(self.cfg.image.tag)
+
     def image_uri(self, variant: variants.Variant) -> str:
-        """The ECR URI of one image variant (``image.uri``, when set, stands for every variant)."""
+        """What a job runs for one variant: ``image.uri`` as given, else ``<registry>/<repository>@sha256:...``,
+        the digest ECR holds under the variant's tag now, so that the job runs exactly the image that was
+        pushed (a tag can be moved in a mutable repository; a digest names one manifest for good)."""
         image = self.cfg.image
         if image.uri:
             return image.uri
-        suffix = "amazonaws.com.cn" if self.partition == "aws-cn" else "amazonaws.com"
-        return f"{self.account_id}.dkr.ecr.{self.region}.{suffix}/{image.repository}:{variant.tag(image.tag)}"
+        return f"{self.registry}/{image.repository}@{self.image_digest(self.image_tag(variant))}"
+
+    def image_digest(self, tag: str) -> str:
+        """The digest ECR holds under ``tag`` in ``image.repository`` (one DescribeImages per tag and command);
+        refused, with the fix, if there is no such image or it is not a manifest SageMaker runs."""
+        if tag not in self._image_digests:
+            from ops.image import Manifest, check_manifest  # ops.image imports this module
+
+            ecr = self.client("ecr")
+            name = self.cfg.image.repository
+            tagged = f"{self.registry}/{name}:{tag}"
+            try:
+                detail = ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": tag}])["imageDetails"][0]
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                    raise
+                raise OpsError(
+                    f"image {tagged} is not in ECR ({code}): jobs run the image a tag names in ECR, by its digest. "
+                    "Push it with `python -m ops image` (with image.tag empty it makes a new tag and prints it), "
+                    "or set image.tag (TEXTCLF_IMAGE_TAG) to a tag it pushed"
+                ) from None
+            digest = str(detail["imageDigest"])
+            media_type = str(detail.get("imageManifestMediaType", ""))
+            if media_type:  # not checked where ECR does not report it
+                check_manifest(tagged, Manifest(media_type, digest))
+            print(f"image {tagged} is {name}@{digest}")
+            self._image_digests[tag] = digest
+        return self._image_digests[tag]
 
     @property
     def training_image(self) -> str:
-        """The image training and tuning jobs run: the variant for ``training.instance_type``."""
+        """The image training and tuning jobs run: the variant for ``training.instance_type``, by digest."""
         return self.image_uri(variants.training_variant(self.cfg.training.instance_type))
 
     @property
     def serving_image(self) -> str:
-        """The image endpoints and transform jobs run: the slim serve variant."""
+        """The image endpoints and transform jobs run: the slim serve variant, by digest."""
         return self.image_uri(variants.SERVE)
 
     @property

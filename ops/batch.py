@@ -3,6 +3,11 @@
 ``SplitType=Line`` + ``BatchStrategy=MultiRecord`` packs as many lines as fit in
 ``MaxPayloadInMB`` into one ``/invocations`` request (``application/jsonlines``);
 ``AssembleWith=Line`` joins the answers with newlines, one output file per input file.
+
+Security: the model runs as the batch role (``ops.role``: with the role stack's, the input and output
+must lie under ``<prefix>/batch/``, checked before anything is created), network isolated and in the
+configured VPC (``ops.endpoint.create_model``); the output, and the volume where the instance type has
+one, are encrypted with ``security.kms_key_id``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import WaiterError
 
+from ops import role, security
 from ops.aws import Aws, OpsError, unique_name
 from ops.endpoint import create_model
 
@@ -42,6 +48,12 @@ def transform_request(aws: Aws, job_name: str, model_name: str, input_uri: str, 
         "TransformResources": {"InstanceType": b.instance_type, "InstanceCount": b.instance_count},
         "Tags": [{"Key": "project", "Value": aws.cfg.project}],
     }
+    key = security.kms_key(aws)
+    if key is not None:
+        request["TransformOutput"]["KmsKeyId"] = key
+        volume_key = security.volume_kms_key(aws, b.instance_type, "batch")
+        if volume_key is not None:
+            request["TransformResources"]["VolumeKmsKeyId"] = volume_key
     if b.max_concurrent_transforms:
         request["MaxConcurrentTransforms"] = b.max_concurrent_transforms
     if b.environment:
@@ -62,9 +74,11 @@ def start(
         raise OpsError(f"--input must be an s3:// URI, got {input_uri}")
     if bool(model_data) == bool(model_name):
         raise OpsError("give exactly one of a model name or model data")
-    model_name = model_name or create_model(aws, str(model_data), f"{aws.cfg.project}-batch", {})
     job_name = unique_name(f"{aws.cfg.project}-batch")
     output_uri = output_uri or aws.s3_uri("batch", job_name)
+    role.check_reach(aws, "batch", "--input", input_uri, "batch")
+    role.check_reach(aws, "batch", "--output", output_uri, "batch")
+    model_name = model_name or create_model(aws, str(model_data), f"{aws.cfg.project}-batch", {}, kind="batch")
     sm = aws.client("sagemaker")
     sm.create_transform_job(**transform_request(aws, job_name, model_name, input_uri, output_uri))
     print(f"transform job {job_name} started: {input_uri} -> {output_uri}")

@@ -8,7 +8,11 @@ nothing is deleted: an earlier version stays usable with ``--channel NAME=s3://.
 ``data/<channel>/<version>.complete``, written after the version's last file (beside its folder,
 not in it), marks a finished upload, so an interrupted one is never picked. Every URI ends with a
 slash, so that an S3Prefix channel never picks up a sibling folder.
-The bucket is created when missing (private, encrypted by default).
+The bucket is created when missing (private: every public access blocked), and each time brought to
+``[security]``'s protection (``ops.security.secure_bucket``): default encryption (SSE-KMS with
+``security.kms_key_id``, else SSE-S3), versioning with non-current versions expiring, and a policy that
+denies any request without TLS; an existing bucket keeps its other policy statements and lifecycle rules.
+With a KMS key, ops' own uploads ask for SSE-KMS with it explicitly.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from ops import security
 from ops.aws import Aws, OpsError
 
 CHANNELS = ("train", "validation", "test", "pretrained")
@@ -27,12 +32,20 @@ COMPLETE = ".complete"  # data/<channel>/<version>.complete: that version's uplo
 _VERSION = re.compile(r"^\d{8}T\d{12}Z$")  # UTC date, "T", time to the microsecond, "Z"
 
 
-def ensure_bucket(aws: Aws) -> str:
+def ensure_bucket(aws: Aws, key_arn: str | None = None) -> str:
+    """Create the bucket if missing, and secure it (``key_arn``: ``security.kms_key_arn``, looked up if None)."""
+    bucket = aws.bucket
+    _create_bucket(aws)
+    security.secure_bucket(aws, key_arn or security.kms_key_arn(aws))
+    return bucket
+
+
+def _create_bucket(aws: Aws) -> None:
     s3 = aws.client("s3")
     bucket = aws.bucket
     try:
         s3.head_bucket(Bucket=bucket)
-        return bucket
+        return
     except ClientError as exc:
         if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
             raise OpsError(f"bucket {bucket} exists but is not usable by this account: {exc}") from None
@@ -50,7 +63,6 @@ def ensure_bucket(aws: Aws) -> str:
         },
     )
     print(f"created bucket s3://{bucket}")
-    return bucket
 
 
 def _marker_key(aws: Aws, channel: str, version: str) -> str:
@@ -98,7 +110,9 @@ def upload(aws: Aws, channels: dict[str, Path]) -> dict[str, str]:
     for name, files in listed.items():
         if not files:
             raise OpsError(f"channel {name}: {channels[name]} holds no files")
-    ensure_bucket(aws)
+    key_arn = security.kms_key_arn(aws)
+    ensure_bucket(aws, key_arn)
+    encryption = security.upload_arguments(key_arn)
     s3 = aws.client("s3")
     version = new_version()  # one version for all the channels of this upload
     result: dict[str, str] = {}
@@ -109,8 +123,8 @@ def upload(aws: Aws, channels: dict[str, Path]) -> dict[str, str]:
         base = path.parent if path.is_file() else path
         for file in files:
             key = key_prefix + file.relative_to(base).as_posix()
-            s3.upload_file(str(file), aws.bucket, key)
-        s3.put_object(Bucket=aws.bucket, Key=_marker_key(aws, name, version), Body=b"")
+            s3.upload_file(str(file), aws.bucket, key, ExtraArgs=encryption or None)
+        s3.put_object(Bucket=aws.bucket, Key=_marker_key(aws, name, version), Body=b"", **encryption)
         print(f"{name}: {len(files)} file(s) -> {uri}")
         result[name] = uri
     return result

@@ -213,7 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_role)
 
     p = sub.add_parser("image", help="build the image variants and push them to ECR (repository created if missing)")
-    p.add_argument("--tag", help="base image tag (default: image.tag); the gpu and serve variants add -gpu, -serve")
+    p.add_argument(
+        "--tag",
+        help="base image tag (default: image.tag, else a new <commit>-<UTC time> one, printed); the gpu and serve "
+        "variants add -gpu, -serve. Tags are immutable in ECR: a tag it holds is refused",
+    )
     p.add_argument(
         "--variant",
         action="append",

@@ -23,6 +23,9 @@ ENV_CONFIG = "TEXTCLF_OPS_CONFIG"
 # SageMaker lower-cases names inside ARNs, and the API stack's IAM policy names the endpoint ARN:
 # a lower-case name keeps the two identical.
 _NAME = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
+# A Docker tag is at most 128 characters; the longest variant suffix (-serve) takes 6 of them.
+IMAGE_TAG_MAX = 122
+_IMAGE_TAG = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_.-]{{0,{IMAGE_TAG_MAX - 1}}}$")
 
 
 INPUT_MODES = ("File", "FastFile")  # not Pipe: the container reads files
@@ -37,7 +40,12 @@ class ConfigError(ValueError):
 class AwsSection:
     region: str = ""  # empty: AWS_REGION / AWS_DEFAULT_REGION / the profile's region
     profile: str = ""
-    role_arn: str = ""  # SageMaker execution role; empty: the role stack's output
+    role_arn: str = ""  # SageMaker execution role for every job and model; empty: the role stack's roles
+    # One kind of work each (ops.role); empty: aws.role_arn, else the role stack's TrainingRoleArn,
+    # ServingRoleArn, BatchRoleArn outputs.
+    training_role_arn: str = ""  # training and tuning jobs
+    serving_role_arn: str = ""  # the models of endpoints
+    batch_role_arn: str = ""  # the models of transform jobs
     bucket: str = ""  # empty: textclf-<account>-<region>
     prefix: str = "textclf"  # key prefix inside the bucket
 
@@ -45,8 +53,12 @@ class AwsSection:
 @dataclass
 class ImageSection:
     repository: str = "textclf"
-    tag: str = "latest"  # the cpu variant's tag; gpu and serve add -gpu and -serve (ops.variants)
-    uri: str = ""  # full override for every job, e.g. an image in another registry; empty: derived from ECR
+    # The cpu variant's tag; gpu and serve add -gpu and -serve (ops.variants). Empty: `ops image` makes a
+    # new one per build (<commit>-<UTC time>, ops.image.new_tag) and prints it; train, tune, deploy and batch
+    # need it set, and run the digest ECR holds under it (ops.aws.Aws.image_uri), never the tag itself.
+    tag: str = ""
+    immutable_tags: bool = True  # ECR imageTagMutability IMMUTABLE: a pushed tag can never name another image
+    uri: str = ""  # full override for every job, e.g. an image in another registry, used as given (pin it by digest)
     dockerfile: str = "Dockerfile"
     context: str = "."
     platform: str = "linux/amd64"
@@ -140,14 +152,74 @@ class BatchSection:
 class ApiSection:
     stack_name: str = "textclf-api"
     stage: str = "v1"
-    auth: str = "API_KEY"  # or AWS_IAM
+    # AWS_IAM: callers sign with SigV4 and need execute-api:Invoke. API_KEY: for clients that cannot sign; a
+    # key identifies a caller for the usage plan's throttling and quota, it does not authenticate anyone.
+    auth: str = "AWS_IAM"
     timeout_s: int = 29  # API Gateway's integration timeout; above 29 needs a quota raise (regional REST)
     throttle_rate: float = 10.0  # requests per second, steady
     throttle_burst: int = 20
     quota_per_day: int = 0  # 0: no daily quota
     log_retention_days: int = 30
     allowed_content_types: str = "application/json,application/jsonlines,text/csv,text/plain"
-    create_account_log_role: bool = True  # API Gateway's per-region CloudWatch role (needed once)
+    access_logs: bool = True  # the stage's access log; needs API Gateway's CloudWatch role set in the region
+    # true: the stack sets API Gateway's CloudWatch role, one setting for every API of the account in the
+    # region, replacing whatever was set (and deleting the stack deletes the role it set). Off by default.
+    create_account_log_role: bool = False
+
+
+# VpcConfig (botocore): 1..16 subnets, 1..5 security groups; ids as the EC2 console shows them.
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8}([0-9a-f]{9})?$")
+_SECURITY_GROUP = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
+MAX_SUBNETS, MAX_SECURITY_GROUPS = 16, 5
+# A KMS key as SageMaker and S3 take it: key id, key ARN, alias name or alias ARN.
+_KMS_KEY = re.compile(
+    r"^((arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/)?(mrk-[0-9a-f]{32}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12})"
+    r"|(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:)?alias/[A-Za-z0-9/_-]{1,250})$"
+)
+
+
+@dataclass
+class SecuritySection:
+    """How jobs, models and the bucket are protected (ops.security; README "Security on AWS")."""
+
+    kms_key_id: str = ""  # customer managed KMS key for volumes, outputs and the bucket; empty: AWS-managed keys
+    training_network_isolation: bool = True  # the training container gets no network (needs the `pretrained` channel)
+    model_network_isolation: bool = True  # nor do the endpoint's and the transform job's model containers
+    inter_container_encryption: bool = True  # multi-host training: encrypt the traffic between the hosts
+    # The VPC of jobs and models: its subnets and security groups, both or neither (file only, no environment)
+    subnets: list[str] = field(default_factory=list)
+    security_group_ids: list[str] = field(default_factory=list)
+    bucket_tls_only: bool = True  # bucket policy: deny every request without TLS
+    bucket_versioning: bool = True  # keep overwritten and deleted objects as non-current versions
+    bucket_noncurrent_version_days: int = 30  # ... for this many days (0: keep them)
+    bucket_encryption: bool = True  # default encryption: SSE-KMS with kms_key_id, else SSE-S3
+
+
+def check_security(s: SecuritySection) -> None:
+    """What SageMaker, KMS or EC2 would refuse only once a job or model is created."""
+    if bool(s.subnets) != bool(s.security_group_ids):
+        raise ConfigError(
+            "security.subnets and security.security_group_ids go together: a VPC needs both (or neither, for no VPC)"
+        )
+    for name, values, pattern, most, form in (
+        ("subnets", s.subnets, _SUBNET, MAX_SUBNETS, "subnet-0123abcd"),
+        ("security_group_ids", s.security_group_ids, _SECURITY_GROUP, MAX_SECURITY_GROUPS, "sg-0123abcd"),
+    ):
+        if len(values) > most:
+            raise ConfigError(f"security.{name}: at most {most}, got {len(values)}")
+        bad = [v for v in values if not pattern.match(v)]
+        if bad:
+            raise ConfigError(f"security.{name}: {bad[0]!r} is not an id like {form} (8 or 17 hexadecimal digits)")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"security.{name}: an id is given twice")
+    if s.kms_key_id and not _KMS_KEY.match(s.kms_key_id):
+        raise ConfigError(
+            f"security.kms_key_id {s.kms_key_id!r}: give a KMS key id, key ARN, alias/<name> or alias ARN "
+            "(empty: AWS-managed keys)"
+        )
+    if s.bucket_noncurrent_version_days < 0:
+        days = s.bucket_noncurrent_version_days
+        raise ConfigError(f"security.bucket_noncurrent_version_days must be >= 0 (0: keep them), got {days}")
 
 
 @dataclass
@@ -175,6 +247,7 @@ class OpsConfig:
     api: ApiSection = field(default_factory=ApiSection)
     role: RoleSection = field(default_factory=RoleSection)
     local: LocalSection = field(default_factory=LocalSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
 
     def validate(self) -> OpsConfig:
         if not _NAME.match(self.endpoint.name):
@@ -196,6 +269,8 @@ class OpsConfig:
         check_serverless_settings(self.endpoint.serverless)
         if self.api.auth not in ("API_KEY", "AWS_IAM"):
             raise ConfigError(f"api.auth must be API_KEY or AWS_IAM, got {self.api.auth!r}")
+        if self.image.tag:
+            check_image_tag(self.image.tag)
         if not 5 <= self.api.timeout_s <= 300:
             raise ConfigError(f"api.timeout_s must be within 5..300, got {self.api.timeout_s}")
         if self.training.input_mode not in INPUT_MODES:
@@ -204,6 +279,7 @@ class OpsConfig:
                 f"under /opt/ml/input/data (no Pipe FIFOs); use {' or '.join(INPUT_MODES)}"
             )
         check_tuning(self.tuning)
+        check_security(self.security)
         if not 1 <= self.local.serving_port <= 65535:
             raise ConfigError(f"local.serving_port must be a TCP port (1..65535), got {self.local.serving_port}")
         if not 0 <= self.batch.max_payload_mb <= 100:
@@ -212,6 +288,15 @@ class OpsConfig:
         if self.batch.max_concurrent_transforms * self.batch.max_payload_mb > 100:
             raise ConfigError("batch.max_concurrent_transforms x batch.max_payload_mb must be <= 100")
         return self
+
+
+def check_image_tag(tag: str, setting: str = "image.tag") -> None:
+    """Refuse a tag Docker would refuse once the variant's suffix is added (``setting`` names where it came from)."""
+    if not _IMAGE_TAG.match(tag):
+        raise ConfigError(
+            f"{setting} {tag!r}: a Docker tag is letters, digits, '_', '.' and '-' (not first), "
+            f"at most {IMAGE_TAG_MAX} characters here (the variants add -gpu and -serve)"
+        )
 
 
 def check_serverless_settings(s: ServerlessSection) -> None:

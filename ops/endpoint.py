@@ -11,6 +11,11 @@ refused before anything is created (serverless-endpoints.html, "Container suppor
 exclusions"): a GPU image, an image over 10 GB, a model.tar.gz larger than the memory size or the
 5 GB of disk, and an update of an instance endpoint to serverless (SageMaker answers it with a
 ValidationError). Instance autoscaling does not apply to a serverless variant and is skipped.
+
+Security (``[security]``, ``ops.security``): a model runs as the serving role (a transform job's model as
+the batch role, ``ops.role``), network isolated and in the configured VPC; the endpoint config encrypts
+the instance volume with the configured KMS key where the instance has one. A serverless endpoint takes
+no VPC (refused when one is configured), no network isolation and no volume key.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
 
-from ops import autoscaling, variants
+from ops import autoscaling, role, security, variants
 from ops.aws import Aws, OpsError, poll, unique_name
 from ops.config import ConfigError, EndpointSection, check_serverless_settings
 
@@ -92,13 +97,18 @@ def resolve_model_data(
     return training.model_data(aws, str(training_job))
 
 
-def create_model(aws: Aws, model_data: str, base: str, environment: dict[str, str]) -> str:
+def create_model(aws: Aws, model_data: str, base: str, environment: dict[str, str], kind: str = "serving") -> str:
+    """A model of ``model_data`` on the serve image, run as the ``kind`` role (serving: an endpoint's;
+    batch: a transform job's), with the configured network isolation and VPC."""
+    role.check_reach(aws, kind, "model data", model_data, "output")
+    serverless = kind == "serving" and aws.cfg.endpoint.serverless.enabled
     name = unique_name(base)
     aws.client("sagemaker").create_model(
         ModelName=name,
-        ExecutionRoleArn=aws.role_arn,
+        ExecutionRoleArn=role.arn(aws, kind),
         PrimaryContainer={"Image": aws.serving_image, "ModelDataUrl": model_data, "Environment": dict(environment)},
         Tags=[{"Key": "project", "Value": aws.cfg.project}],
+        **security.model_fields(aws, serverless),
     )
     return name
 
@@ -135,6 +145,7 @@ def create_endpoint_config(aws: Aws, model_name: str, instance_count: int) -> st
         EndpointConfigName=name,
         ProductionVariants=[production_variant(aws, model_name, instance_count)],
         Tags=[{"Key": "project", "Value": aws.cfg.project}],
+        **security.endpoint_config_kms(aws),
     )
     return name
 
@@ -366,6 +377,10 @@ def deploy(aws: Aws, model_data: str, autoscale: bool = True, to_provisioned: bo
     """
     e = aws.cfg.endpoint
     serverless = e.serverless.enabled
+    # what the roles and [security] cannot allow, refused before anything is created or deleted
+    role.check_reach(aws, "serving", "model data", model_data, "output")
+    if serverless:
+        security.refuse_serverless_vpc(aws)
     current = describe(aws)
     if current is not None and current["EndpointStatus"] in BUSY:
         raise OpsError(f"endpoint {e.name} is {current['EndpointStatus']}; try again when it is InService")

@@ -14,6 +14,12 @@ made. So where ``docker buildx version`` works, each variant is built with ``doc
 Docker media types, no attestations); elsewhere (no buildx, or ``DOCKER_BUILDKIT=0``) with the
 classic ``docker build``. After ``docker push`` the registry is asked what it holds under the tag:
 anything but a schema 2 manifest is refused, and ``pushed <uri>@<digest>`` names what was pushed.
+
+Tags are immutable by default (``image.immutable_tags``: the repository is created with, or switched to,
+``imageTagMutability=IMMUTABLE``), so every build needs a tag of its own: with ``image.tag`` empty (the
+default) each run makes one, ``<commit>-<UTC time>`` (:func:`new_tag`), and prints it. A tag ECR already
+holds is refused before anything is built. Jobs never run a tag: ``Aws.image_uri`` looks up the digest
+ECR holds under it and the job gets ``<repository>@sha256:...``.
 """
 
 from __future__ import annotations
@@ -25,12 +31,13 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from ops import variants
-from ops.aws import Aws, OpsError
-from ops.config import ConfigError, ImageSection
+from ops.aws import LOCAL_IMAGE_TAG, Aws, OpsError
+from ops.config import ConfigError, ImageSection, check_image_tag
 
 SCHEMA2 = "application/vnd.docker.distribution.manifest.v2+json"  # the one SageMaker runs
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -150,21 +157,82 @@ class Registry(Protocol):
         ...
 
 
+IMMUTABLE = "IMMUTABLE"
+# ECR's settings under which a pushed tag cannot be moved (the _WITH_EXCLUSION one: except the tags its
+# filters name, which its owner chose; ops leaves those filters alone).
+IMMUTABLE_SETTINGS = (IMMUTABLE, "IMMUTABLE_WITH_EXCLUSION")
+
+
 def ensure_repository(aws: Aws) -> str:
-    """The repository's URI, creating it (scan on push, immutable tags off) when missing."""
+    """The repository's URI, creating it (scan on push, tags immutable unless ``image.immutable_tags`` is
+    false) when missing. With ``image.immutable_tags``, an existing repository whose tags can be moved is
+    switched to immutable tags; the switch is never made the other way."""
     ecr = aws.client("ecr")
     name = aws.cfg.image.repository
+    immutable = aws.cfg.image.immutable_tags
     try:
         repo = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
     except ecr.exceptions.RepositoryNotFoundException:
         repo = ecr.create_repository(
             repositoryName=name,
+            imageTagMutability=IMMUTABLE if immutable else "MUTABLE",
             imageScanningConfiguration={"scanOnPush": True},
             encryptionConfiguration={"encryptionType": "AES256"},
             tags=[{"Key": "project", "Value": aws.cfg.project}],
         )["repository"]
-        print(f"created ECR repository {repo['repositoryUri']}")
+        print(f"created ECR repository {repo['repositoryUri']} ({'immutable' if immutable else 'mutable'} tags)")
+        return str(repo["repositoryUri"])
+    current = str(repo.get("imageTagMutability", "MUTABLE"))
+    if immutable and current not in IMMUTABLE_SETTINGS:
+        ecr.put_image_tag_mutability(repositoryName=name, imageTagMutability=IMMUTABLE)
+        print(
+            f"ECR repository {repo['repositoryUri']}: tags made immutable (was {current}; image.immutable_tags "
+            "= false keeps a repository as it is)"
+        )
     return str(repo["repositoryUri"])
+
+
+def _git(context: Path, *args: str) -> str | None:
+    """``git -C context args...``'s output, or None where git or the repository is missing."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(context), *args], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def new_tag(context: Path, now: datetime | None = None) -> str:
+    """A tag of its own for one build: ``<commit>-<UTC time>`` (the build context's git commit, 12 hex
+    digits, ``-dirty`` added when the working tree differs from it), ``build-<UTC time>`` outside git.
+    The time makes it unique per build: a rebuild of one commit is a new image (and an immutable tag
+    cannot be pushed twice)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    commit = _git(context, "rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return f"build-{stamp}"
+    dirty = _git(context, "status", "--porcelain")
+    return f"{commit}{'-dirty' if dirty else ''}-{stamp}"
+
+
+def refuse_existing_tags(aws: Aws, uris: Sequence[str]) -> None:
+    """Before building: a tag ECR already holds is refused where tags are immutable (the push would fail
+    after the build), and said where it would be moved."""
+    ecr = aws.client("ecr")
+    for uri in uris:
+        name, tag = _name_and_tag(uri)
+        try:
+            detail = ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": tag}])["imageDetails"][0]
+        except ecr.exceptions.ImageNotFoundException:
+            continue
+        if aws.cfg.image.immutable_tags:
+            raise OpsError(
+                f"ECR already holds {uri} ({detail['imageDigest']}) and its tags are immutable: a tag names one "
+                "image for good. Leave image.tag empty (and no --tag) for a new tag, or choose another; jobs "
+                "already run that image by its digest"
+            )
+        print(f"{uri} names {detail['imageDigest']} in ECR; this push moves the tag (image.immutable_tags = false)")
 
 
 def login(aws: Aws) -> str:
@@ -247,9 +315,12 @@ def build_and_push(
 ) -> dict[str, str]:
     """Build each variant (default: the ones the configuration needs) from the configured Dockerfile
     and push it to ``registry`` (default: ECR); returns the image URI (``repository:tag``) of each
-    variant built."""
+    variant built. The tag: ``tag``, else ``image.tag``, else a new one (:func:`new_tag`; ``local`` for
+    ``ops --local``); ``image.tag`` is set to it for the rest of the command."""
     image = aws.cfg.image
+    configured = image.tag
     if tag:
+        check_image_tag(tag, "--tag")
         image.tag = tag
     if image.uri:
         raise OpsError("image.uri is set: that image is used as is; unset it to build and push to ECR")
@@ -261,9 +332,13 @@ def build_and_push(
     dockerfile = context / image.dockerfile if not Path(image.dockerfile).is_absolute() else Path(image.dockerfile)
     if not dockerfile.is_file():
         raise OpsError(f"no Dockerfile at {dockerfile}")
+    if not image.tag:
+        image.tag = LOCAL_IMAGE_TAG if aws.local else new_tag(context)
     target = registry if registry is not None else Ecr(aws)
     repo_uri = target.repository() if push else f"{image.repository}"
     uris = {v.name: f"{repo_uri}:{v.tag(image.tag)}" for v in chosen}
+    if push and registry is None:
+        refuse_existing_tags(aws, list(uris.values()))
     builder = detect_builder()
     print("building " + ", ".join(f"{v.name} ({v.summary}) as {uris[v.name]}" for v in chosen))
     print(f"with {builder.describe()}")
@@ -273,4 +348,9 @@ def build_and_push(
         target.login()
         for uri in uris.values():
             push_image(uri, target)
+    if image.tag != configured and not aws.local:
+        print(
+            f"image tag {image.tag}: train, tune, deploy and batch need it as image.tag "
+            f"(export TEXTCLF_IMAGE_TAG={image.tag}, or image.tag in the config); they run each variant by its digest"
+        )
     return uris

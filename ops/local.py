@@ -39,7 +39,7 @@ from typing import Any
 import boto3
 
 from ops import variants
-from ops.aws import Aws, OpsError, unique_name
+from ops.aws import LOCAL_IMAGE_TAG, Aws, OpsError, unique_name
 from ops.config import OpsConfig
 
 LOCAL_ACCOUNT = "000000000000"
@@ -87,9 +87,9 @@ class LocalAws(Aws):
         return folder.as_uri() + "/"
 
     def image_uri(self, variant: variants.Variant) -> str:
-        """The variant's local tag, as ``ops image`` builds it without pushing."""
+        """The variant's local tag, as ``ops image`` builds it without pushing (``local`` while image.tag is empty)."""
         image = self.cfg.image
-        return image.uri or f"{image.repository}:{variant.tag(image.tag)}"
+        return image.uri or f"{image.repository}:{variant.tag(image.tag or LOCAL_IMAGE_TAG)}"
 
     @property
     def training_image(self) -> str:

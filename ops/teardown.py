@@ -3,7 +3,8 @@
 Default: the API stack, the endpoint (and its autoscaling), then the endpoint configs and models
 whose names start with the project's prefixes and that no remaining endpoint uses.
 ``everything=True`` also stops running jobs, deletes the role stack, the ECR repository and the
-objects under the bucket prefix (and the bucket itself when that leaves it empty).
+objects under the bucket prefix, every version of them (the bucket is versioned by default,
+``security.bucket_versioning``), and the bucket itself when that leaves it empty.
 """
 
 from __future__ import annotations
@@ -94,14 +95,23 @@ def storage(aws: Aws) -> None:
         pass
     s3 = aws.client("s3")
     prefix = aws.cfg.aws.prefix.strip("/") + "/"
+    # Every version and delete marker: deleting only the current objects of a versioned bucket would
+    # leave their versions (billed, and the bucket never empty). An unversioned bucket lists its
+    # objects here too, each with the version id "null".
     try:
-        keys = [o["Key"] for o in _paged(s3, "list_objects_v2", "Contents", Bucket=aws.bucket, Prefix=prefix)]
+        pages = list(s3.get_paginator("list_object_versions").paginate(Bucket=aws.bucket, Prefix=prefix))
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "NoSuchBucket":
             return
         raise
-    for start in range(0, len(keys), 1000):
-        batch = {"Objects": [{"Key": k} for k in keys[start : start + 1000]]}
+    objects = [
+        {"Key": v["Key"], "VersionId": v["VersionId"]}
+        for page in pages
+        for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+    ]
+    keys = sorted({o["Key"] for o in objects})
+    for start in range(0, len(objects), 1000):
+        batch = {"Objects": objects[start : start + 1000]}
         # DeleteObjects answers 200 even when some keys could not be deleted: they come back in Errors.
         errors = s3.delete_objects(Bucket=aws.bucket, Delete=batch).get("Errors", [])
         if errors:
@@ -110,8 +120,9 @@ def storage(aws: Aws) -> None:
                 f"{len(errors)} object(s) under s3://{aws.bucket}/{prefix} were not deleted, e.g. "
                 f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
             )
-    print(f"deleted {len(keys)} object(s) under s3://{aws.bucket}/{prefix}")
-    if not s3.list_objects_v2(Bucket=aws.bucket, MaxKeys=1).get("KeyCount", 0):
+    print(f"deleted {len(keys)} object(s) ({len(objects)} version(s)) under s3://{aws.bucket}/{prefix}")
+    left = s3.list_object_versions(Bucket=aws.bucket, MaxKeys=1)
+    if not left.get("Versions") and not left.get("DeleteMarkers"):
         s3.delete_bucket(Bucket=aws.bucket)
         print(f"deleted bucket {aws.bucket}")
 

@@ -5,6 +5,13 @@ instances, CPU torch elsewhere; an instance type no variant can use is refused b
 
 Hyperparameters are turned into strings here, checked against the container's own
 ``textclf.train.hyperparameters`` before any money is spent, and sent as those strings.
+
+Security (``[security]``, ``ops.security``): the job runs as the training role (``ops.role``), network
+isolated, with the configured KMS key on its output and volume, in the configured VPC, and with its
+inter-host traffic encrypted when it has several hosts. A network-isolated job that would download its
+encoder from the Hugging Face hub is refused before it starts, and so is, with the role stack's training
+role, a channel or checkpoint outside the prefixes that role reaches. Each job's checkpoints go to
+``<prefix>/checkpoints/<base_job_name>-<UTC time>/`` (printed), where the training role may write.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ops.aws import Aws, OpsError
+from ops import role, security
+from ops.aws import Aws, OpsError, unique_name
 from ops.config import ConfigError
 from textclf.contract.metrics import METRIC_DEFINITIONS
 
@@ -54,6 +62,13 @@ def hyperparameters(raw: dict[str, Any]) -> dict[str, str]:
     return strings
 
 
+def encoder_sources(hps: dict[str, str]) -> list[str]:
+    """The ``model_name_or_path`` the job will use (the container's default when not given)."""
+    from textclf.train.hyperparameters import parse
+
+    return [parse(hps).model_name_or_path]
+
+
 def metric_definitions() -> list[dict[str, str]]:
     """The regexes for the lines ``train`` prints (``textclf.contract.metrics``), within API limits."""
     definitions = [dict(d) for d in METRIC_DEFINITIONS]
@@ -77,7 +92,8 @@ def model_trainer(
     new job never resumes another job's checkpoints. ``checkpoints`` False sends no CheckpointConfig
     (the tuner copies the trainer's as it is, and one without ``S3Uri`` is an invalid request).
     ``local_root``: the same trainer in the SDK's local mode (``Mode.LOCAL_CONTAINER``, instance type
-    ``local``, no spot), staging the job in that folder (``ops.local``)."""
+    ``local``, no spot, none of the ``[security]`` settings: they are AWS's), staging the job in that
+    folder (``ops.local``)."""
     from sagemaker.core.shapes import MetricDefinition
     from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, StoppingCondition
     from sagemaker.train import ModelTrainer
@@ -93,20 +109,22 @@ def model_trainer(
         local = {"training_mode": Mode.LOCAL_CONTAINER, "local_container_root": str(local_root)}
     trainer = ModelTrainer(
         sagemaker_session=aws.sdk_session(),
-        role=aws.role_arn,
+        role=role.arn(aws, "training"),
         training_image=aws.training_image,
         base_job_name=t.base_job_name,
         compute=Compute(
             instance_type="local" if local_root is not None else t.instance_type,
             instance_count=t.instance_count,
             volume_size_in_gb=t.volume_size_gb,
+            volume_kms_key_id=security.volume_kms_key(aws, t.instance_type, "training"),
             enable_managed_spot_training=spot,
         ),
         stopping_condition=stopping,
         checkpoint_config=(
             CheckpointConfig(s3_uri=checkpoint_s3_uri, local_path=t.checkpoint_local_path) if checkpoints else None
         ),
-        output_data_config=OutputDataConfig(s3_output_path=aws.s3_uri("output")),
+        output_data_config=OutputDataConfig(s3_output_path=aws.s3_uri("output"), kms_key_id=security.kms_key(aws)),
+        networking=security.training_networking(aws),
         training_input_mode=t.input_mode,
         hyperparameters=hps,
         environment=dict(t.environment),
@@ -131,6 +149,14 @@ def input_data(aws: Aws, channels: dict[str, str] | None) -> list[Any]:
     return [InputData(channel_name=name, data_source=uri) for name, uri in sorted(channels.items())]
 
 
+def check_inputs(aws: Aws, inputs: list[Any], encoders: list[str]) -> None:
+    """What would fail a training (or tuning) job only once it runs: a channel the stack's training role
+    cannot read, an encoder a network-isolated container cannot download."""
+    for channel in inputs:
+        role.check_reach(aws, "training", f"channel {channel.channel_name}", str(channel.data_source), "data")
+    security.check_encoder_reachable(aws, [str(c.channel_name) for c in inputs], encoders)
+
+
 def checkpoint_of(aws: Aws, job_name: str) -> str:
     """The checkpoint S3 URI of an earlier job, to continue from it (e.g. after MaxWait ran out)."""
     described = aws.client("sagemaker").describe_training_job(TrainingJobName=job_name)
@@ -149,17 +175,23 @@ def start(
 ) -> str:
     """Start a training job; returns its name."""
     hps = hyperparameters({**aws.cfg.training.hyperparameters, **(overrides or {})})
-    checkpoint = checkpoint_of(aws, resume_from) if resume_from else None
+    inputs = input_data(aws, channels)
+    check_inputs(aws, inputs, encoder_sources(hps))
+    if resume_from:
+        checkpoint = checkpoint_of(aws, resume_from)
+        role.check_reach(aws, "training", f"the checkpoints of {resume_from}", checkpoint, "checkpoints")
+    else:  # a folder of its own, where the training role may write (not the SDK's <base_job_name>/<job>/)
+        checkpoint = aws.s3_uri("checkpoints", unique_name(aws.cfg.training.base_job_name))
     trainer = model_trainer(aws, hps, checkpoint)
     before = len(aws.created_training_jobs)
-    trainer.train(input_data_config=input_data(aws, channels), wait=wait, logs=wait)
+    trainer.train(input_data_config=inputs, wait=wait, logs=wait)
     # ModelTrainer has no public accessor for the job it created (train() returns None): the name is
     # read from the CreateTrainingJob request itself (ops.aws.Aws records it).
     created = aws.created_training_jobs[before:]
     if len(created) != 1:
         raise OpsError(f"expected one CreateTrainingJob request, saw {len(created)}")
     name = created[0]
-    print(f"training job {name} started")
+    print(f"training job {name} started (checkpoints: {checkpoint})")
     if wait:
         status = aws.client("sagemaker").describe_training_job(TrainingJobName=name)
         if status["TrainingJobStatus"] != "Completed":

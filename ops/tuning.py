@@ -16,16 +16,35 @@ container keeps each trial's checkpoints apart inside it (by the run's identity,
 Without spot no CheckpointConfig is sent: nothing restarts an on-demand trial, and the shared prefix
 would only be copied into every trial at its start. (``ops train`` keeps checkpoints on demand too:
 one job, its own prefix, and ``--resume-from`` continues from it.)
+
+Security: the trials inherit the trainer's settings (``ops.training``: training role, KMS key, VPC,
+network isolation, inter-container encryption). sagemaker-train 1.27's tuner copies the trainer's
+``OutputDataConfig`` (its KMS key) and ``VpcConfig`` into the definition, but builds ``ResourceConfig`` from
+instance type, count and volume size alone and leaves out ``EnableNetworkIsolation`` and
+``EnableInterContainerTrafficEncryption``; ops adds those three from the trainer's public fields to the
+``CreateHyperParameterTuningJob`` request (a botocore event handler on the SDK's client for this session,
+registered for the one call), so that the trials run exactly as ``ops train`` would. The tests assert
+they are sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from ops.aws import Aws, OpsError, unique_name
 from ops.config import ConfigError, check_tuning, load_ranges_file
-from ops.training import hyperparameters, input_data, metric_definitions, model_trainer, to_hyperparameter_string
+from ops.training import (
+    check_inputs,
+    encoder_sources,
+    hyperparameters,
+    input_data,
+    metric_definitions,
+    model_trainer,
+    to_hyperparameter_string,
+)
 from textclf.contract.metrics import OBJECTIVES
 
 MAX_TUNING_JOB_NAME = 32
@@ -80,6 +99,59 @@ def parameter_ranges(ranges: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+CREATE_EVENT = "provide-client-params.sagemaker.CreateHyperParameterTuningJob"
+
+
+def inherited_fields(trainer: Any) -> dict[str, Any]:
+    """The trainer's settings the SDK's tuner leaves out of the training-job definition (module docstring)."""
+    fields: dict[str, Any] = {}
+    networking = trainer.networking
+    if networking is not None and networking.enable_network_isolation:
+        fields["EnableNetworkIsolation"] = True
+    if networking is not None and networking.enable_inter_container_traffic_encryption:
+        fields["EnableInterContainerTrafficEncryption"] = True
+    if trainer.compute.volume_kms_key_id:
+        fields["ResourceConfig"] = {"VolumeKmsKeyId": trainer.compute.volume_kms_key_id}
+    return fields
+
+
+@contextlib.contextmanager
+def definition_inherits(aws: Aws, trainer: Any) -> Iterator[None]:
+    """While it is open, the CreateHyperParameterTuningJob request carries ``inherited_fields(trainer)``."""
+    from sagemaker.core.utils.utils import SageMakerClient
+
+    fields = inherited_fields(trainer)
+    if not fields:
+        yield
+        return
+
+    completed: list[str] = []
+
+    def complete(params: dict[str, Any], **_: Any) -> None:
+        definition = params["TrainingJobDefinition"]
+        for key, value in fields.items():
+            if isinstance(value, dict):
+                definition.setdefault(key, {}).update(value)
+            else:
+                definition[key] = value
+        completed.append(str(params.get("HyperParameterTuningJobName")))
+
+    # The client the SDK's HyperParameterTuningJob.create uses for this session (one per session and region).
+    events = SageMakerClient(session=aws.session, region_name=aws.region).sagemaker_client.meta.events
+    events.register(CREATE_EVENT, complete)
+    try:
+        yield
+    finally:
+        events.unregister(CREATE_EVENT, complete)
+    if not completed:  # the SDK sent its request through another client: say so rather than run unprotected
+        missing = ", ".join(fields)
+        raise OpsError(
+            f"the SageMaker SDK created the tuning job without the trainer's {missing} (it did not use the client "
+            "ops completes its request on): stop it (`aws sagemaker stop-hyper-parameter-tuning-job`) and run "
+            "`python -m ops train` instead, or switch those [security] settings off for tuning"
+        )
+
+
 def objective(aws: Aws) -> tuple[str, str, str]:
     """(metric name, Maximize|Minimize, the eval_metric hyperparameter that makes train print it last)."""
     name = aws.cfg.tuning.objective
@@ -117,11 +189,16 @@ def start(
     if t.strategy == "Grid" and any(spec.get("type") != "categorical" for spec in raw_ranges.values()):
         raise ConfigError("tuning.strategy 'Grid' searches categorical ranges only: make every range categorical")
 
+    static_hps = hyperparameters(static)
+    inputs = input_data(aws, channels)
+    encoders = encoder_sources(static_hps)
+    if "model_name_or_path" in raw_ranges:  # a categorical range of encoders: each trial may take any of them
+        encoders += [str(v) for v in raw_ranges["model_name_or_path"].get("values", [])]
+    check_inputs(aws, inputs, encoders)
+
     name = unique_name(t.base_job_name, MAX_TUNING_JOB_NAME)
     spot = aws.cfg.training.spot
-    trainer = model_trainer(
-        aws, hyperparameters(static), aws.s3_uri("checkpoints", name) if spot else None, checkpoints=spot
-    )
+    trainer = model_trainer(aws, static_hps, aws.s3_uri("checkpoints", name) if spot else None, checkpoints=spot)
     tuner = HyperparameterTuner(
         model_trainer=trainer,
         objective_metric_name=metric,
@@ -133,7 +210,8 @@ def start(
         max_parallel_jobs=t.max_parallel_jobs,
         early_stopping_type=t.early_stopping,
     )
-    tuner.tune(inputs=input_data(aws, channels), job_name=name, wait=wait)
+    with definition_inherits(aws, trainer):
+        tuner.tune(inputs=inputs, job_name=name, wait=wait)
     print(f"tuning job {name} started ({t.max_jobs} jobs, {t.max_parallel_jobs} at a time, {direction} {metric})")
     return name
 

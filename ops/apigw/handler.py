@@ -5,11 +5,20 @@ included. Checks size and content type before calling SageMaker; passes ``Conten
 ``Accept`` and ``X-Amzn-SageMaker-Custom-Attributes`` through and back. A request without ``Accept``
 asks for its own type back, except one the container cannot answer in (``text/plain``): JSON. Errors map to:
 
-    container 4xx (ModelError)            -> the container's status and body (OriginalMessage)
-    container 5xx, container/read timeout  -> 502
-    throttling                             -> 429
-    ModelNotReady / ServiceUnavailable     -> 503
-    ValidationError                        -> 400
+    container 4xx (ModelError)            -> the container's status and body (OriginalMessage), scrubbed
+    container 5xx, container/read timeout  -> 502, a fixed message
+    throttling                             -> 429, a fixed message
+    ModelNotReady / ServiceUnavailable     -> 503, a fixed message
+    ValidationError                        -> 400, SageMaker's message scrubbed
+    any other error                        -> 502, a fixed message
+
+No answer echoes the account: SageMaker's messages name it ("Endpoint x of account <id> not found.",
+"See https://<region>.console.aws.amazon.com/cloudwatch/...#logEventViewer:group=/aws/sagemaker/
+Endpoints/x in account <id>"), and its error members carry log stream ARNs. Only two texts from
+SageMaker reach the caller, a ValidationError's message and a container 4xx's own body, and both are
+scrubbed first (:func:`scrub`): links, ARNs, ``/aws/...`` log group and stream names and 12-digit account
+ids become ``<url>``, ``<arn>``, ``<log-group>`` and ``<account>``; a JSON body stays JSON. The rest is
+this function's own text. The function's logs (the operator's) keep the error code only.
 
 Time budget: the SageMaker read timeout (``SAGEMAKER_READ_TIMEOUT_S``,
 70 s as AWS recommends when nothing in front is shorter) must end before the Lambda timeout, which
@@ -57,7 +66,18 @@ RESPONSE_TYPES = frozenset(
 DEFAULT_ACCEPT = "application/json"
 TEXT_TYPES = ("application/json", "application/jsonlines", "application/x-jsonlines", "text/")
 _VISIBLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
-_ACCOUNT = re.compile(r"\b\d{12}\b")
+# What a message must not carry to the caller, in the order scrubbed: links first (a CloudWatch console
+# link holds a log group and the region), then ARNs (arn:aws, arn:aws-cn, arn:aws-us-gov, ...), log
+# groups and streams (/aws/sagemaker/Endpoints/<name>, /aws/lambda/...), and 12-digit account ids standing
+# alone (not digits inside a longer token such as a hex request id).
+_REST = r"[^\s\"'<>]*(?<![.,;:)])"  # up to a space, quote or bracket, less trailing punctuation
+_SCRUBS = (
+    (re.compile(r"\b(?:https?|s3)://" + _REST, re.IGNORECASE), "<url>"),
+    (re.compile(r"\b[A-Za-z0-9.-]+\.(?:amazonaws\.com(?:\.cn)?|aws\.amazon\.com)\b" + _REST), "<url>"),
+    (re.compile(r"\barn:aws[a-z-]*:" + _REST, re.IGNORECASE), "<arn>"),
+    (re.compile(r"(?<![A-Za-z0-9])/aws/" + _REST), "<log-group>"),
+    (re.compile(r"(?<![A-Za-z0-9])[0-9]{12}(?![A-Za-z0-9])"), "<account>"),
+)
 
 _client: Any = None
 
@@ -166,6 +186,36 @@ def _parse(event: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def scrub(text: str) -> str:
+    """``text`` without links, ARNs, ``/aws/`` log names and account ids (see the module's docstring)."""
+    for pattern, replacement in _SCRUBS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _scrub_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, list):
+        return [_scrub_json(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub(str(k)): _scrub_json(v) for k, v in value.items()}
+    if isinstance(value, int) and not isinstance(value, bool) and scrub(str(value)) != str(value):
+        return "<account>"
+    return value
+
+
+def scrub_body(body: str) -> str:
+    """A container's error body, scrubbed; left byte for byte as it is when there is nothing to scrub, and
+    JSON scrubbed value by value (so that it stays JSON) when there is."""
+    if scrub(body) == body:
+        return body
+    try:
+        return json.dumps(_scrub_json(json.loads(body)), ensure_ascii=False)
+    except ValueError:
+        return scrub(body)
+
+
 def _field(response: dict[str, Any], name: str) -> Any:
     # botocore puts modelled error members at the top level; look in Error too, to be safe.
     return response.get(name, response.get("Error", {}).get(name))
@@ -187,7 +237,7 @@ def _map_client_error(exc: ClientError) -> HttpError | tuple[int, str, str]:
             if not original_message:
                 # Not SageMaker's Message instead: it names the account and links its CloudWatch logs.
                 return HttpError(status, "ModelError", f"the model refused the request (status {status})")
-            body = str(original_message)
+            body = scrub_body(str(original_message))
             try:
                 json.loads(body)
                 media = "application/json"
@@ -201,8 +251,8 @@ def _map_client_error(exc: ClientError) -> HttpError | tuple[int, str, str]:
     if "Throttl" in code or code in ("TooManyRequestsException", "RequestLimitExceeded"):
         return HttpError(429, code, "too many requests; retry with backoff", {"Retry-After": "1"})
     if code in ("ValidationError", "ValidationException"):
-        return HttpError(400, "ValidationError", _ACCOUNT.sub("<account>", message))
-    return HttpError(502, code or "UpstreamError", "SageMaker could not answer")
+        return HttpError(400, "ValidationError", scrub(message))
+    return HttpError(502, scrub(code) or "UpstreamError", "SageMaker could not answer")
 
 
 def _text_or_base64(body: bytes, content_type: str) -> tuple[str, bool]:

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from support.aws import REGION, ROLE_NAME, TEST_CONFIG, Calls
+from support.aws import REGION, ROLE_NAME, TEST_CONFIG, Calls, push_test_images
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +41,35 @@ def no_sdk_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
     except ImportError:
         return
     monkeypatch.setattr(telemetry_logging, "_send_telemetry_request", lambda *a, **k: None)
+
+
+@pytest.fixture(autouse=True)
+def moto_requests_use_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 reaches S3 over HTTPS, so the bucket's TLS-only statement (ops.security: Deny when
+    ``aws:SecureTransport`` is false) never applies to the tests' requests. moto 5.2 evaluates a bucket
+    policy for object requests without any request context, and takes a Deny statement whose condition
+    does not hold for a denial: it judges each object request by the policy without that statement."""
+    import json
+
+    from moto.s3.models import FakeBucket
+
+    from ops.security import TLS_ONLY_SID
+
+    judge = FakeBucket.get_permission
+
+    def get_permission(bucket: Any, action: str, resource: str) -> Any:
+        if bucket.policy is None:
+            return judge(bucket, action, resource)
+        policy = json.loads(bucket.policy)
+        statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
+        kept = [s for s in statements if s.get("Sid") != TLS_ONLY_SID]
+        whole, bucket.policy = bucket.policy, json.dumps({**policy, "Statement": kept}).encode() if kept else None
+        try:
+            return judge(bucket, action, resource)
+        finally:
+            bucket.policy = whole
+
+    monkeypatch.setattr(FakeBucket, "get_permission", get_permission)
 
 
 @pytest.fixture
@@ -79,6 +108,7 @@ def aws(moto: None, config_path: Path, session: boto3.Session, role_arn: str, mo
     from ops.config import load
 
     monkeypatch.setenv("TEXTCLF_AWS_ROLE_ARN", role_arn)
+    push_test_images()  # the config's image.tag in ECR: jobs run it by the digest ECR holds
     return Aws(load(config_path), session=session)
 
 

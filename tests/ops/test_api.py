@@ -17,9 +17,15 @@ from cfnlint.decode import decode
 
 from ops import api
 from ops.invoke import build_request
-from support.aws import Calls
+from support.aws import Calls, set_api_gateway_log_role
 
 TEMPLATE_PARAMETERS = set(decode(str(api.TEMPLATE))[0]["Parameters"])
+
+
+@pytest.fixture
+def log_role(aws: Any) -> str:
+    """API Gateway's CloudWatch role set in the region, which the stage's access log needs."""
+    return set_api_gateway_log_role()
 
 
 def test_package_is_the_handler_alone_and_reproducible() -> None:
@@ -32,7 +38,7 @@ def test_package_is_the_handler_alone_and_reproducible() -> None:
 
 # moto skips the API Gateway types it does not model; the request is what this test checks
 @pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
-def test_deploy_creates_then_updates_the_stack(aws: Any, calls: Calls) -> None:
+def test_deploy_creates_then_updates_the_stack(aws: Any, calls: Calls, log_role: str) -> None:
     outputs = api.deploy(aws)
     created = calls.one("CreateStack")
     assert created["StackName"] == "textclf-api"
@@ -46,7 +52,8 @@ def test_deploy_creates_then_updates_the_stack(aws: Any, calls: Calls) -> None:
         "28",
         "25",
     )
-    assert params["AuthType"] == "API_KEY"
+    assert params["AuthType"] == "AWS_IAM"  # the default: SigV4-signed callers with execute-api:Invoke
+    assert (params["AccessLogging"], params["CreateApiGatewayAccountRole"]) == ("true", "false")
     key = params["CodeKey"]
     assert key.startswith("textclf/lambda/handler-") and key.endswith(".zip")
     stored = aws.client("s3").get_object(Bucket=params["CodeBucket"], Key=key)["Body"].read()
@@ -80,7 +87,7 @@ def yaml_resources(body: str) -> dict[str, Any]:
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
-def test_every_change_of_settings_deploys_the_api_anew(aws: Any, calls: Calls) -> None:
+def test_every_change_of_settings_deploys_the_api_anew(aws: Any, calls: Calls, log_role: str) -> None:
     """API Gateway serves the snapshot a Deployment took when it was created: a change of timeout or
     auth must come with a new Deployment (a new logical id), or the stage keeps the old snapshot."""
     api.deploy(aws)
@@ -90,7 +97,7 @@ def test_every_change_of_settings_deploys_the_api_anew(aws: Any, calls: Calls) -
     aws.cfg.api.timeout_s = 60
     api.deploy(aws)
     after_timeout = _deployment(calls.of("UpdateStack")[-1]["TemplateBody"])
-    aws.cfg.api.auth = "AWS_IAM"
+    aws.cfg.api.auth = "API_KEY"
     api.deploy(aws)
     after_auth = _deployment(calls.of("UpdateStack")[-1]["TemplateBody"])
     assert len({first, after_timeout, after_auth}) == 3
@@ -151,19 +158,20 @@ def local_api() -> Iterator[str]:
 
 
 def test_call_with_an_api_key(aws: Any, local_api: str) -> None:
+    aws.cfg.api.auth = "API_KEY"  # the opt-in for clients that cannot sign
     request = build_request(["great"], custom_attributes="threshold=0.7")
     status, headers, body = api.call(aws, request, endpoint_url=local_api, key="k-123")
     assert (status, json.loads(body)) == (200, [{"label": "pos"}])
     assert headers["X-Amzn-SageMaker-Custom-Attributes"] == "trace=1"
     sent, sent_body = _Recorder.seen[0]
-    assert sent["x-api-key"] == "k-123"
+    assert sent["x-api-key"] == "k-123" and "authorization" not in sent
     assert sent["x-amzn-sagemaker-custom-attributes"] == "threshold=0.7"
     assert json.loads(sent_body) == {"inputs": ["great"]}
     assert api.call(aws, request, endpoint_url=local_api, key="wrong")[0] == 403
 
 
 def test_call_signed_with_sigv4_under_iam_auth(aws: Any, local_api: str) -> None:
-    aws.cfg.api.auth = "AWS_IAM"
+    assert aws.cfg.api.auth == "AWS_IAM"  # the default
     status, _, _ = api.call(aws, build_request(["x"]), endpoint_url=local_api)
     sent, _ = _Recorder.seen[0]
     assert status == 200

@@ -8,14 +8,14 @@ import pytest
 
 from ops import batch
 from ops.aws import OpsError
-from support.aws import SERVING_INSTANCE, Calls
+from support.aws import SERVING_INSTANCE, Calls, pinned_image
 
 
 def test_transform_request(aws: Any, calls: Calls) -> None:
     job = batch.start(aws, "s3://textclf-test-bucket/in/", model_data="s3://textclf-test-bucket/m/model.tar.gz")
     model = calls.one("CreateModel")
     assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://textclf-test-bucket/m/model.tar.gz"
-    assert model["PrimaryContainer"]["Image"] == f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1-serve"
+    assert model["PrimaryContainer"]["Image"] == pinned_image(aws, "t1-serve")  # by digest
     req = calls.one("CreateTransformJob")
     assert req["TransformJobName"] == job and req["ModelName"] == model["ModelName"]
     assert req["BatchStrategy"] == "MultiRecord"

@@ -15,7 +15,7 @@ from botocore.stub import ANY, Stubber
 from ops import autoscaling, cli, endpoint
 from ops.aws import OpsError
 from ops.config import ConfigError, load
-from support.aws import SERVING_INSTANCE, Calls, completed_training_job
+from support.aws import SERVING_INSTANCE, Calls, completed_training_job, pinned_image
 
 ARN = "arn:aws:sagemaker:eu-west-1:000000000000"
 
@@ -35,7 +35,7 @@ def test_create_from_a_training_job(aws: Any, calls: Calls) -> None:
     assert model["ModelName"].startswith("textclf-test-")
     assert model["ExecutionRoleArn"] == aws.role_arn
     assert model["PrimaryContainer"] == {
-        "Image": f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1-serve",  # the slim image
+        "Image": pinned_image(aws, "t1-serve"),  # the slim image, by digest
         "ModelDataUrl": model_data,
         "Environment": {"MODEL_SERVER_WORKERS": "2"},
     }
@@ -138,7 +138,13 @@ def _start_update(stub: Stubber, aws: Any) -> None:
     stub.add_response(
         "create_model",
         {"ModelArn": f"{ARN}:model/{NEW}"},
-        {"ModelName": NEW, "ExecutionRoleArn": aws.role_arn, "PrimaryContainer": ANY, "Tags": ANY},
+        {
+            "ModelName": NEW,
+            "ExecutionRoleArn": aws.role_arn,
+            "PrimaryContainer": ANY,
+            "Tags": ANY,
+            "EnableNetworkIsolation": True,  # [security] model_network_isolation
+        },
     )
     stub.add_response(
         "create_endpoint_config",
@@ -290,7 +296,7 @@ def test_serverless_endpoint_carries_only_a_serverless_config(aws: Any, calls: C
     result = endpoint.deploy(aws, serverless)
     assert result["EndpointStatus"] == "InService"
     model = calls.one("CreateModel")
-    assert model["PrimaryContainer"]["Image"].endswith("/textclf:t1-serve")
+    assert model["PrimaryContainer"]["Image"] == pinned_image(aws, "t1-serve")
     assert model["PrimaryContainer"]["Environment"] == {"MODEL_SERVER_WORKERS": "2"}  # configured: kept
     # nothing of an instance variant: no type, count, volume or the two timeouts
     assert calls.one("CreateEndpointConfig")["ProductionVariants"] == [
@@ -305,7 +311,9 @@ def test_serverless_endpoint_carries_only_a_serverless_config(aws: Any, calls: C
     # the limits were looked up before anything was created, and no instance autoscaling was set up
     ops = calls.operations()
     assert ops.index("DescribeImages") < ops.index("HeadObject") < ops.index("CreateModel")
-    assert calls.one("DescribeImages")["imageIds"] == [{"imageTag": SERVE_TAG}]
+    # the tag resolved to its digest (what the model runs), then that digest's size
+    digest = model["PrimaryContainer"]["Image"].rpartition("@")[2]
+    assert [c["imageIds"] for c in calls.of("DescribeImages")] == [[{"imageTag": SERVE_TAG}], [{"imageDigest": digest}]]
     assert calls.of("RegisterScalableTarget") == []
     assert not autoscaling.is_registered(aws, "textclf-test")
     assert calls.invalid() == []
@@ -473,11 +481,10 @@ def _serverless_endpoint(status: str, config: str, reason: str | None = None) ->
 
 def _start_serverless_update(stub: Stubber, aws: Any, deployment: Any = None) -> None:
     stub.add_response("describe_endpoint", _serverless_endpoint("InService", "cfg-old"), NAME)
-    stub.add_response(
-        "create_model",
-        {"ModelArn": f"{ARN}:model/{NEW}"},
-        {"ModelName": NEW, "ExecutionRoleArn": aws.role_arn, "PrimaryContainer": ANY, "Tags": ANY},
-    )
+    model = {"ModelName": NEW, "ExecutionRoleArn": aws.role_arn, "PrimaryContainer": ANY, "Tags": ANY}
+    if not aws.cfg.endpoint.serverless.enabled:  # to instances: isolated; serverless takes no isolation
+        model["EnableNetworkIsolation"] = True
+    stub.add_response("create_model", {"ModelArn": f"{ARN}:model/{NEW}"}, model)
     stub.add_response(
         "create_endpoint_config",
         {"EndpointConfigArn": f"{ARN}:endpoint-config/{NEW}"},

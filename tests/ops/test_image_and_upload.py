@@ -1,5 +1,6 @@
 """Image build/push of each variant (a stand-in `docker` executable records what it is asked, and
-its `push` leaves a manifest that ECR (moto) then holds) and channel upload."""
+its `push` leaves a manifest that ECR (moto) then holds) and channel upload. Immutable tags, the tag
+made per build and jobs run by digest: tests/ops/test_hardening_api_image.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import hashlib
 import json
 import re
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +115,13 @@ def ecr_receives_pushes(aws: Any, docker: Path) -> None:
 
 
 @pytest.fixture
-def build_context(aws: Any, tmp_path: Path) -> Path:
+def fresh_ecr(aws: Any) -> None:
+    """No repository yet: the one the aws fixture filled with the test config's images is deleted."""
+    boto3.client("ecr", region_name=REGION).delete_repository(repositoryName="textclf", force=True)
+
+
+@pytest.fixture
+def build_context(aws: Any, fresh_ecr: None, tmp_path: Path) -> Path:
     context = tmp_path / "ctx"
     context.mkdir()
     (context / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
@@ -164,8 +172,8 @@ def test_build_login_push_the_variants_the_config_needs(
     uris = image.build_and_push(aws, tag="v7")
     repo = f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf"
     assert uris == {"serve": f"{repo}:v7-serve", "gpu": f"{repo}:v7-gpu"}
-    assert uris["gpu"] == aws.training_image and uris["serve"] == aws.serving_image
-    assert calls.one("CreateRepository")["repositoryName"] == "textclf"
+    created = calls.one("CreateRepository")
+    assert (created["repositoryName"], created["imageTagMutability"]) == ("textclf", "IMMUTABLE")
 
     probe, build_serve, build_gpu, login, push_serve, push_gpu = _docker_calls(docker)
     assert probe["argv"] == BUILDX_PROBE  # no buildx here: the classic builder
@@ -177,20 +185,25 @@ def test_build_login_push_the_variants_the_config_needs(
     assert login["stdin"] == password and password not in " ".join(login["argv"])
     assert [push_serve["argv"], push_gpu["argv"]] == [["push", uris["serve"]], ["push", uris["gpu"]]]
 
-    # After each push ops asked ECR what it holds under the tag, and names it by digest.
-    assert calls.of("DescribeImages") == [
-        {"repositoryName": "textclf", "imageIds": [{"imageTag": "v7-serve"}]},
-        {"repositoryName": "textclf", "imageIds": [{"imageTag": "v7-gpu"}]},
-    ]
+    # Before the builds ops made sure ECR held neither tag (they are immutable); after each push it asked
+    # ECR what it holds under the tag, and names it by digest.
+    looked_up = [{"repositoryName": "textclf", "imageIds": [{"imageTag": t}]} for t in ("v7-serve", "v7-gpu")]
+    assert calls.of("DescribeImages") == looked_up + looked_up
     assert calls.invalid() == []
     pushed = {p["uri"]: _digest(p["manifest"]) for p in _pushed_manifests(docker)}
     out = capsys.readouterr().out
     for uri in uris.values():
         assert f"pushed {uri}@{pushed[uri]} ({image.SCHEMA2})\n" in out
     assert "with classic `docker build` (no buildx: `docker buildx version` failed)\n" in out
+    # the jobs run what was pushed, by digest
+    assert aws.training_image == f"{repo}@{pushed[uris['gpu']]}"
+    assert aws.serving_image == f"{repo}@{pushed[uris['serve']]}"
 
-    image.build_and_push(aws)  # the repository now exists: found, not created again
+    builds = len(_docker_calls(docker))
+    with pytest.raises(OpsError, match=rf"ECR already holds {re.escape(uris['serve'])} \(sha256:[0-9a-f]{{64}}\)"):
+        image.build_and_push(aws)  # the repository now exists (found, not created again); v7 is taken
     assert len(calls.of("CreateRepository")) == 1
+    assert len(_docker_calls(docker)) == builds  # refused before any build
 
 
 def test_a_cpu_training_instance_needs_the_cpu_image(aws: Any, docker: Path, build_context: Path) -> None:
@@ -290,7 +303,7 @@ def test_a_pushed_manifest_sagemaker_refuses_is_refused_with_the_fix(
     assert f"SageMaker runs only {image.SCHEMA2}" in message and "Unsupported manifest media type" in message
     assert "--provenance=false --sbom=false --output type=docker,oci-mediatypes=false" in message
     assert [c["argv"][0] for c in _docker_calls(docker)][-2:] == ["login", "push"]
-    assert len(calls.of("DescribeImages")) == 1
+    assert len(calls.of("DescribeImages")) == 2 + 1  # both tags checked free before the builds, one after a push
     assert "pushed " + uri not in capsys.readouterr().out
 
 
@@ -335,7 +348,8 @@ def test_ops_image_variant_runs_these_docker_commands(
     ]
     assert docker_calls[len(built) + 1][0] == "login"
     assert docker_calls[len(built) + 2 :] == [["push", uri] for uri in uris]
-    assert [c["imageIds"] for c in calls.of("DescribeImages")] == [[{"imageTag": u.rpartition(":")[2]}] for u in uris]
+    looked_up = [[{"imageTag": u.rpartition(":")[2]}] for u in uris]  # each tag free before, then pushed
+    assert [c["imageIds"] for c in calls.of("DescribeImages")] == looked_up + looked_up
 
 
 def test_refusals_come_before_any_build(
@@ -440,3 +454,50 @@ def test_upload_rejects_bad_channels(aws: Any, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(OpsError, match="holds no files"):
         channels.upload(aws, {"train": tmp_path / "empty"})
+
+
+def test_with_no_tag_each_build_gets_a_new_one_and_the_jobs_its_digest(
+    aws: Any,
+    docker: Path,
+    build_context: Path,
+    ecr_receives_pushes: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """image.tag empty (the default): a new tag per build (here outside git: build-<UTC time>), printed with
+    how to use it; an immutable repository never gets a tag twice."""
+    aws.cfg.image.tag = ""
+    stamps = iter([datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)])
+    made = image.new_tag
+    monkeypatch.setattr(image, "new_tag", lambda context: made(context, next(stamps)))
+    repo = f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf"
+
+    assert image.build_and_push(aws, variant_names=["serve"]) == {"serve": f"{repo}:build-20260102T030405Z-serve"}
+    assert aws.cfg.image.tag == "build-20260102T030405Z"  # for the rest of the command
+    out = capsys.readouterr().out
+    assert (
+        "image tag build-20260102T030405Z: train, tune, deploy and batch need it as image.tag "
+        "(export TEXTCLF_IMAGE_TAG=build-20260102T030405Z, or image.tag in the config); they run each variant "
+        "by its digest\n"
+    ) in out
+    (pushed,) = _pushed_manifests(docker)
+    assert aws.serving_image == f"{repo}@{_digest(pushed['manifest'])}"
+
+    aws.cfg.image.tag = ""
+    assert image.build_and_push(aws, variant_names=["serve"]) == {"serve": f"{repo}:build-20260102T030406Z-serve"}
+
+
+def test_local_mode_builds_and_runs_the_local_tag_when_image_tag_is_empty(
+    docker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ops --local` pushes nothing: its images keep one local tag (`local`), which it also runs."""
+    from ops.config import load
+    from ops.local import LocalAws
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    cfg = load(env={"TEXTCLF_LOCAL_ROOT": str(tmp_path / "root"), "AWS_DEFAULT_REGION": "eu-west-1"})
+    assert cfg.image.tag == ""
+    aws = LocalAws(cfg)
+    assert image.build_and_push(aws, push=False, variant_names=["serve"]) == {"serve": "textclf:local-serve"}
+    assert aws.serving_image == "textclf:local-serve" and aws.training_image == "textclf:local"

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -358,3 +359,117 @@ def test_the_default_accept_is_one_the_container_answers(content_type: str) -> N
     accept = lam._default_accept(content_type)
     media = codecs.parse_media_type(content_type)[0]
     assert codecs.negotiate(accept, media) in codecs.RESPONSE_TYPES  # raises (406) if it cannot answer
+
+
+# -- no account details in any answer ------------------------------------------------------------------------
+ACCOUNT = "123456789012"
+CONSOLE = (
+    "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logEventViewer:"
+    f"group=/aws/sagemaker/Endpoints/{ENDPOINT}"
+)
+ROLE = f"arn:aws:sts::{ACCOUNT}:assumed-role/textclf-api-FunctionRole-X/textclf-api-invoke"
+ENDPOINT_ARN = f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/{ENDPOINT}"
+# Every kind of account detail SageMaker's (and IAM's) messages carry, in one message.
+LEAKY = (
+    f"User: {ROLE} is not authorized to perform: sagemaker:InvokeEndpoint on resource: {ENDPOINT_ARN}. "
+    f"See {CONSOLE} in account {ACCOUNT} for more information; log stream /aws/sagemaker/Endpoints/{ENDPOINT}"
+    f"/AllTraffic/i-0abc, model s3://textclf-{ACCOUNT}-eu-west-1/m/model.tar.gz, "
+    f"host runtime.sagemaker.eu-west-1.amazonaws.com"
+)
+_STANDALONE_12_DIGITS = re.compile(r"(?<![A-Za-z0-9])[0-9]{12}(?![A-Za-z0-9])")
+
+
+def assert_no_account_details(result: dict[str, Any]) -> None:
+    """No 12-digit number standing alone, no ARN, no AWS link or host, no /aws/ log name, anywhere."""
+    shown = json.dumps(result)
+    assert not _STANDALONE_12_DIGITS.search(shown), shown
+    assert not re.search(r"\barn:", shown), shown
+    for leak in ("amazonaws.com", "aws.amazon.com", "/aws/", "s3://", "cloudwatch"):
+        assert leak not in shown, (leak, shown)
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        (
+            f"Endpoint {ENDPOINT} of account {ACCOUNT} not found.",
+            f"Endpoint {ENDPOINT} of account <account> not found.",
+        ),
+        (f"See {CONSOLE} in account {ACCOUNT} for more.", "See <url> in account <account> for more."),
+        (f"on resource: {ENDPOINT_ARN}.", "on resource: <arn>."),
+        (f"(arn:aws-cn:iam::{ACCOUNT}:role/r), next", "(<arn>), next"),
+        (f"group /aws/sagemaker/Endpoints/{ENDPOINT}, stream x", "group <log-group>, stream x"),
+        ("at textclf.s3.eu-west-1.amazonaws.com/k now", "at <url> now"),
+        (f"bucket textclf-{ACCOUNT}-eu-west-1", "bucket textclf-<account>-eu-west-1"),
+        # what is no account detail stays: other lengths, digits inside a longer token, words with "arn"
+        ("request 0123456789ab123456789012abcdef00 of 1234567890123 items", None),
+        ("warn: 12345678901 is not 12 digits", None),
+        ("", None),
+    ],
+)
+def test_scrub(text: str, scrubbed: str | None) -> None:
+    assert lam.scrub(text) == (text if scrubbed is None else scrubbed)
+
+
+def test_scrub_body_keeps_a_clean_body_as_it_is_and_json_as_json() -> None:
+    clean = '{"error":  {"code": 400, "message": "bad \\u00e9"}}'  # spacing and escapes kept byte for byte
+    assert lam.scrub_body(clean) == clean
+    leaky = json.dumps({"error": {"code": 422, "message": LEAKY, "account": int(ACCOUNT), ACCOUNT: [ENDPOINT_ARN]}})
+    scrubbed = json.loads(lam.scrub_body(leaky))  # still JSON
+    assert scrubbed["error"]["code"] == 422 and scrubbed["error"]["account"] == "<account>"
+    assert scrubbed["error"]["<account>"] == ["<arn>"]
+    assert scrubbed["error"]["message"] == lam.scrub(LEAKY)
+    assert lam.scrub_body(f"plain {ENDPOINT_ARN}") == "plain <arn>"
+
+
+@EVENTS
+@pytest.mark.parametrize(
+    ("code", "http", "fields", "status", "message"),
+    [
+        ("ValidationError", 400, None, 400, lam.scrub(LEAKY)),  # the one SageMaker message passed on
+        ("ThrottlingException", 400, None, 429, "too many requests; retry with backoff"),
+        ("ModelNotReadyException", 429, None, 503, "the model is not ready; retry shortly"),
+        ("ServiceUnavailable", 503, None, 503, "the model is not ready; retry shortly"),
+        ("InternalFailure", 500, None, 502, "SageMaker could not answer"),
+        ("AccessDeniedException", 400, None, 502, "SageMaker could not answer"),
+        (
+            "ModelError",
+            424,
+            {"OriginalStatusCode": 500, "OriginalMessage": LEAKY},
+            502,
+            "the model failed with status 500",
+        ),
+        ("ModelError", 424, {"OriginalStatusCode": 0, "OriginalMessage": LEAKY}, 502, "the model timed out"),
+        ("ModelError", 424, {"OriginalStatusCode": 404, "OriginalMessage": ""}, 404, None),
+    ],
+)
+def test_no_error_answer_carries_account_details(
+    make: Any, stub: Stubber, code: str, http: int, fields: Any, status: int, message: str | None
+) -> None:
+    if fields:  # a ModelError also names its log stream (an ARN) as a member
+        fields = {**fields, "LogStreamArn": f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/x"}
+    _error(stub, code, http, fields, LEAKY)
+    result = lam.handler(make(), Context())
+    assert result["statusCode"] == status
+    body = json.loads(result["body"])
+    assert body["error"] == code and body["request_id"] == "req-1"
+    if message is not None:
+        assert body["message"] == message
+    assert_no_account_details(result)
+
+
+@pytest.mark.parametrize(
+    ("original", "media"),
+    [
+        (json.dumps({"error": {"code": 422, "message": LEAKY, "request_id": "abc"}}), "application/json"),
+        (LEAKY, "text/plain; charset=utf-8"),
+    ],
+    ids=["json", "text"],
+)
+def test_a_container_4xx_body_is_scrubbed_and_keeps_its_status(stub: Stubber, original: str, media: str) -> None:
+    _error(stub, "ModelError", 424, {"OriginalStatusCode": 422, "OriginalMessage": original}, LEAKY)
+    result = lam.handler(v1_event(), Context())
+    assert (result["statusCode"], result["headers"]["Content-Type"]) == (422, media)
+    if media == "application/json":
+        assert json.loads(result["body"])["error"]["message"] == lam.scrub(LEAKY)
+    assert_no_account_details(result)

@@ -12,6 +12,7 @@ maps. One stack and one stand-in for the module.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -45,6 +46,8 @@ MODEL_RULES = """
     def before(texts, context):
         if any("forbidden" in text for text in texts):
             raise RuleRejection("texts must not mention forbidden things", status=422)
+        if any("leak" in text for text in texts):  # a hook whose message names AWS resources
+            raise RuleRejection(LEAK, status=409)
         if "sleep" in context.attributes:
             time.sleep(float(context.attributes["sleep"]))
         return texts
@@ -62,6 +65,18 @@ MODEL_RULES = """
 """
 # What SageMaker adds to its errors and the API caller must never see.
 LEAKS = (ACCOUNT, "arn:aws", "cloudwatch", "Received client error", "Received server error")
+LEAKS += ("amazonaws.com", "aws.amazon.com", "/aws/", "s3://")
+_STANDALONE_12_DIGITS = re.compile(r"(?<![A-Za-z0-9])[0-9]{12}(?![A-Za-z0-9])")  # not digits inside a hex id
+# Every kind of account detail in one message: an IAM principal and a resource ARN, a CloudWatch console
+# link, a log group and stream, a bucket named after the account, a regional host, the account id.
+LEAKY = (
+    f"User: arn:aws:sts::{ACCOUNT}:assumed-role/textclf-api-FunctionRole-X/textclf-api-invoke is not authorized "
+    f"to perform: sagemaker:InvokeEndpoint on resource: arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}. "
+    f"See https://{REGION}.console.aws.amazon.com/cloudwatch/home?region={REGION}#logEventViewer:group="
+    f"/aws/sagemaker/Endpoints/{ENDPOINT} in account {ACCOUNT}; stream /aws/sagemaker/Endpoints/{ENDPOINT}/"
+    f"AllTraffic/i-0abc, model s3://textclf-{ACCOUNT}-{REGION}/m/model.tar.gz, "
+    f"host runtime.sagemaker.{REGION}.amazonaws.com"
+)
 
 
 class Context:
@@ -72,7 +87,8 @@ class Context:
 def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     work = tmp_path_factory.mktemp("lambda-runtime")
     model_dir = export_serving_model(work / "models", "single", SINGLE_LABELS)
-    root = make_sm_root(model_dir, work / "opt-ml", MODEL_RULES)
+    rules = MODEL_RULES.replace("LEAK,", f"{LEAKY!r},")
+    root = make_sm_root(model_dir, work / "opt-ml", rules)
     with ServeProcess(root, work / "logs", workers=2) as serve:
         serve.wait_ready()
         yield serve
@@ -120,9 +136,12 @@ def call(standin: InvokeEndpointStandIn, request: dict[str, Any]) -> tuple[dict[
 
 
 def assert_no_leaks(result: dict[str, Any]) -> None:
+    """No account id (no 12-digit number standing alone), no ARN, no AWS link, host or log name."""
     shown = json.dumps(result)
     for leak in LEAKS:
         assert leak not in shown, (leak, shown)
+    assert not _STANDALONE_12_DIGITS.search(shown), shown
+    assert not re.search(r"\barn:", shown), shown
 
 
 # -- success ------------------------------------------------------------------------------------------------
@@ -351,11 +370,67 @@ def test_sagemaker_errors_map_and_are_not_retried(
 ) -> None:
     """botocore retries throttling and 5xx by default; the handler's client makes one attempt and
     leaves retrying to the API caller (429/503 with Retry-After)."""
-    with standin.answering(error_reply(code, http, f"{code} for endpoint {ENDPOINT} in account {ACCOUNT}")):
+    with standin.answering(error_reply(code, http, f"{code}: {LEAKY}")):
         result, seen, _ = call(standin, event('{"inputs": "x"}'))
     assert len(seen) == 1 and seen[0].forwarded is False
     assert result["statusCode"] == status, result
     assert json.loads(result["body"])["error"] == code
     if status in (429, 503):
         assert result["headers"]["Retry-After"] == "1"
+    assert_no_leaks(result)
+
+
+# -- no account details: every error path that can carry them ---------------------------------------------------
+def test_a_validation_error_keeps_its_words_without_the_account_details(standin: InvokeEndpointStandIn) -> None:
+    """The one SageMaker message the caller gets: scrubbed of ARNs, links, log names and the account id."""
+    with standin.answering(error_reply("ValidationError", 400, LEAKY)):
+        result, [_], _ = call(standin, event('{"inputs": "x"}'))
+    assert result["statusCode"] == 400, result
+    message = json.loads(result["body"])["message"]
+    assert message.startswith("User: <arn> is not authorized to perform: sagemaker:InvokeEndpoint on resource: <arn>.")
+    assert "See <url> in account <account>; stream <log-group>, model <url>, host <url>" in message
+    assert_no_leaks(result)
+
+
+def test_access_denied_is_a_502_without_the_principal_or_the_resource(standin: InvokeEndpointStandIn) -> None:
+    """A generic ClientError (here the Lambda's role lacking sagemaker:InvokeEndpoint): a fixed message."""
+    with standin.answering(error_reply("AccessDeniedException", 400, LEAKY)):
+        result, [_], _ = call(standin, event('{"inputs": "x"}'))
+    assert result["statusCode"] == 502, result
+    body = json.loads(result["body"])
+    assert (body["error"], body["message"]) == ("AccessDeniedException", "SageMaker could not answer")
+    assert_no_leaks(result)
+
+
+def test_a_container_4xx_naming_aws_resources_is_scrubbed_and_stays_json(standin: InvokeEndpointStandIn) -> None:
+    """The real container's own 4xx (a rule hook's message) through SageMaker's ModelError: its status and
+    its JSON shape kept, the account details in its message scrubbed."""
+    result, [request], _ = call(standin, event('{"inputs": ["a leak"]}'))
+    assert request.container_status == 409 and LEAKY in request.container_body.decode()
+    assert result["statusCode"] == 409, result
+    assert result["headers"]["Content-Type"] == "application/json"
+    error = json.loads(result["body"])["error"]  # still JSON
+    sent = json.loads(request.container_body)["error"]
+    assert error["code"] == 409 and error["request_id"] == sent["request_id"]
+    assert error["message"] == lam.scrub(sent["message"]) != sent["message"]
+    assert_no_leaks(result)
+
+
+def test_a_plain_text_container_4xx_naming_aws_resources_is_scrubbed(standin: InvokeEndpointStandIn) -> None:
+    with standin.answering(standin.model_error(403, LEAKY)):
+        result, [_], _ = call(standin, event('{"inputs": "x"}'))
+    assert result["statusCode"] == 403, result
+    assert result["headers"]["Content-Type"].startswith("text/plain")
+    assert result["body"] == lam.scrub(LEAKY)
+    assert_no_leaks(result)
+
+
+@pytest.mark.parametrize("original", [500, 0], ids=["5xx", "timeout"])
+def test_a_container_5xx_or_timeout_naming_aws_resources_says_nothing_of_them(
+    standin: InvokeEndpointStandIn, original: int
+) -> None:
+    with standin.answering(standin.model_error(original, LEAKY)):
+        result, [_], _ = call(standin, event('{"inputs": "x"}'))
+    assert result["statusCode"] == 502, result
+    assert json.loads(result["body"])["message"] in ("the model failed with status 500", "the model timed out")
     assert_no_leaks(result)

@@ -95,6 +95,7 @@ def test_train_overrides_and_channels_reach_the_request_as_strings(aws: Aws, cal
         "mixed_precision": "bf16",
         "keep_full_precision": "true",
         "labels": '["neg", "pos"]',
+        "model_name_or_path": "/opt/models/encoder",
         "seed": "11",
     }
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}

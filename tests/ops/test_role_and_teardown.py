@@ -16,8 +16,8 @@ from botocore.stub import Stubber
 from cfnlint.decode import decode
 
 from ops import api, cli, endpoint, image, role, teardown
-from ops.aws import Aws, OpsError
-from ops.config import load
+from ops.aws import Aws, OpsError, stack_outputs
+from ops.config import ConfigError, load
 from support.aws import SERVING_INSTANCE, Calls
 
 ROLE_TEMPLATE = Path(__file__).resolve().parents[2] / "ops" / "role.yaml"
@@ -35,13 +35,15 @@ def plain_aws(moto: None, config_path: Path, session: boto3.Session) -> Aws:
 
 
 def _role_policy(aws: Aws, role_arn: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A role moto built from the template: its trust policy and the statements of its one inline policy."""
     iam = aws.client("iam")
     name = role_arn.rsplit("/", 1)[1]
     trust = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
-    assert iam.list_role_policies(RoleName=name)["PolicyNames"] == ["textclf-sagemaker"]
+    (policy_name,) = iam.list_role_policies(RoleName=name)["PolicyNames"]
     assert iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"] == []
-    document = iam.get_role_policy(RoleName=name, PolicyName="textclf-sagemaker")["PolicyDocument"]
-    return _document(trust), _document(document)["Statement"]
+    document = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
+    # moto 5.2 leaves a statement whose Fn::If chose AWS::NoValue as null; CloudFormation drops it
+    return _document(trust), [s for s in _document(document)["Statement"] if s is not None]
 
 
 def _document(value: Any) -> Any:
@@ -58,8 +60,30 @@ def _document(value: Any) -> Any:
 
 # --- role ---------------------------------------------------------------------------------------
 
+ROLE_PARAMETERS = [
+    {"ParameterKey": "BucketName", "ParameterValue": "textclf-test-bucket"},
+    {"ParameterKey": "KeyPrefix", "ParameterValue": "textclf/"},
+    {"ParameterKey": "KmsKeyArn", "ParameterValue": ""},
+    {"ParameterKey": "RepositoryName", "ParameterValue": "textclf"},
+    {"ParameterKey": "UseVpc", "ParameterValue": "false"},
+]
 
-def test_role_creates_the_stack_and_its_arn_becomes_the_execution_role(
+
+def _trusts_only_sagemaker_of_this_account(trust: dict[str, Any], account: str) -> None:
+    assert trust["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": account},
+                "ArnLike": {"aws:SourceArn": f"arn:aws:sagemaker:eu-west-1:{account}:*"},
+            },
+        }
+    ]
+
+
+def test_role_creates_the_stack_and_its_roles_become_the_execution_roles(
     plain_aws: Aws, calls: Calls, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli.main(["role"], aws=plain_aws) == 0
@@ -67,29 +91,36 @@ def test_role_creates_the_stack_and_its_arn_becomes_the_execution_role(
     assert request == {
         "StackName": ROLE_STACK,
         "TemplateBody": ROLE_TEMPLATE.read_text(encoding="utf-8"),
-        "Parameters": [
-            {"ParameterKey": "BucketName", "ParameterValue": "textclf-test-bucket"},
-            {"ParameterKey": "RepositoryName", "ParameterValue": "textclf"},
-        ],
+        "Parameters": ROLE_PARAMETERS,
         "Capabilities": ["CAPABILITY_IAM"],
         "Tags": [{"Key": "project", "Value": "textclf"}],
         "OnFailure": "ROLLBACK",
     }
     printed = capsys.readouterr().out
-    role_arn = plain_aws.role_arn  # no aws.role_arn configured: read from the stack's output
-    assert f"role {role_arn}\n" in printed
-    assert role_arn.startswith(f"arn:aws:iam::{plain_aws.account_id}:role/")
+    account = plain_aws.account_id
+    arns = {kind: role.arn(plain_aws, kind) for kind in role.KINDS}  # no role configured: the stack's outputs
+    assert len(set(arns.values())) == 3  # three roles
+    for kind, arn in arns.items():
+        assert f"{kind} role {arn}\n" in printed
+        assert arn.startswith(f"arn:aws:iam::{account}:role/")
+    assert plain_aws.role_arn == arns["serving"]  # the stack's RoleArn: the serving role, as before the split
 
-    # the role moto built from the template: SageMaker may assume it; one bucket, one repository
-    trust, statements = _role_policy(plain_aws, role_arn)
-    assert trust["Statement"] == [
-        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ]
-    resources = {s["Sid"]: s["Resource"] for s in statements}
-    assert resources["Bucket"] == "arn:aws:s3:::textclf-test-bucket"
-    assert resources["Objects"] == "arn:aws:s3:::textclf-test-bucket/*"
-    assert resources["Pull"] == f"arn:aws:ecr:eu-west-1:{plain_aws.account_id}:repository/textclf"
-    assert resources["Logs"] == f"arn:aws:logs:eu-west-1:{plain_aws.account_id}:log-group:/aws/sagemaker/*"
+    # the roles moto built from the template: only SageMaker acting for this account may assume them
+    bucket, logs = "arn:aws:s3:::textclf-test-bucket", f"arn:aws:logs:eu-west-1:{account}:log-group:/aws/sagemaker"
+    policies = {kind: _role_policy(plain_aws, arn) for kind, arn in arns.items()}
+    for trust, _ in policies.values():
+        _trusts_only_sagemaker_of_this_account(trust, account)
+    resources = {kind: {s["Sid"]: s["Resource"] for s in statements} for kind, (_, statements) in policies.items()}
+    assert resources["training"]["ReadData"] == f"{bucket}/textclf/data/*"
+    assert resources["training"]["WriteArtifacts"] == [f"{bucket}/textclf/output/*", f"{bucket}/textclf/checkpoints/*"]
+    assert resources["serving"]["ReadModels"] == f"{bucket}/textclf/output/*"
+    assert resources["batch"]["Transform"] == f"{bucket}/textclf/batch/*"
+    assert resources["training"]["Logs"] == f"{logs}/TrainingJobs*"
+    assert resources["serving"]["Logs"] == f"{logs}/Endpoints/*"
+    assert resources["batch"]["Logs"] == f"{logs}/TransformJobs*"
+    for kind in role.KINDS:
+        assert resources[kind]["Pull"] == f"arn:aws:ecr:eu-west-1:{account}:repository/textclf"
+        assert not {"Kms", "KmsVolumeGrant", "Vpc"} & set(resources[kind])  # no key, no VPC configured
 
 
 def test_role_again_updates_the_stack_in_place(
@@ -100,58 +131,133 @@ def test_role_again_updates_the_stack_in_place(
     assert len(calls.of("CreateStack")) == 1  # never a second stack
     assert calls.one("UpdateStack")["StackName"] == ROLE_STACK
     assert "is up to date" in capsys.readouterr().out
-    assert plain_aws.role_arn == first
+    assert {kind: role.arn(plain_aws, kind) for kind in role.KINDS} == first
 
 
 def test_role_follows_the_configured_repository_and_the_default_bucket(plain_aws: Aws, calls: Calls) -> None:
     plain_aws.cfg.aws.bucket = ""  # default: textclf-<account>-<region>
     plain_aws.cfg.image.repository = "textclf-gpu"
-    role_arn = role.deploy(plain_aws)
+    plain_aws.cfg.aws.prefix = "/team/textclf/"
+    arns = role.deploy(plain_aws)
     bucket = f"textclf-{plain_aws.account_id}-eu-west-1"
-    assert calls.one("CreateStack")["Parameters"] == [
-        {"ParameterKey": "BucketName", "ParameterValue": bucket},
-        {"ParameterKey": "RepositoryName", "ParameterValue": "textclf-gpu"},
-    ]
-    resources = {s["Sid"]: s["Resource"] for s in _role_policy(plain_aws, role_arn)[1]}
-    assert resources["Objects"] == f"arn:aws:s3:::{bucket}/*"
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in calls.one("CreateStack")["Parameters"]}
+    assert parameters["BucketName"] == bucket
+    assert parameters["RepositoryName"] == "textclf-gpu"
+    assert parameters["KeyPrefix"] == "team/textclf/"
+    resources = {s["Sid"]: s["Resource"] for s in _role_policy(plain_aws, arns["serving"])[1]}
+    assert resources["ReadModels"] == f"arn:aws:s3:::{bucket}/team/textclf/output/*"
     assert resources["Pull"].endswith(":repository/textclf-gpu")
+
+
+def test_a_configured_role_wins_over_the_stack_and_role_arn_stands_for_every_kind(plain_aws: Aws) -> None:
+    role.deploy(plain_aws)
+    mine = "arn:aws:iam::123456789012:role/mine"
+    plain_aws.cfg.aws.role_arn = mine
+    assert {kind: role.arn(plain_aws, kind) for kind in role.KINDS} == dict.fromkeys(role.KINDS, mine)
+    plain_aws.cfg.aws.training_role_arn = "arn:aws:iam::123456789012:role/trainer"
+    assert role.arn(plain_aws, "training") == "arn:aws:iam::123456789012:role/trainer"
+    assert role.arn(plain_aws, "serving") == mine
+
+
+def test_a_role_stack_from_before_the_split_serves_every_kind_until_updated(
+    plain_aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = {
+        "Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {}}}},
+        "Outputs": {"RoleArn": {"Value": {"Fn::GetAtt": ["Role", "Arn"]}}},
+    }
+    plain_aws.client("cloudformation").create_stack(StackName=ROLE_STACK, TemplateBody=json.dumps(old))
+    single = stack_outputs(plain_aws, ROLE_STACK)["RoleArn"]
+    assert role.arn(plain_aws, "training") == single
+    assert "predates separate roles" in capsys.readouterr().out
+    arns = role.deploy(plain_aws)  # the update keeps the logical id Role: the serving role keeps its ARN
+    assert arns["serving"] == single and arns["training"] != single
+
+
+def test_no_role_at_all_is_refused_with_the_fix(plain_aws: Aws) -> None:
+    with pytest.raises(ConfigError, match=r"no SageMaker execution role for batch: set aws.batch_role_arn .*ops role"):
+        role.arn(plain_aws, "batch")
 
 
 def test_role_policies_are_least_privilege() -> None:
     template, problems = decode(str(ROLE_TEMPLATE))
     assert not problems
     resources = template["Resources"]
-    assert [r["Type"] for r in resources.values()] == ["AWS::IAM::Role"]  # no managed policies, no users
-    props = resources["Role"]["Properties"]
-    assert set(props) == {"AssumeRolePolicyDocument", "Policies"}
-    assert props["AssumeRolePolicyDocument"]["Statement"] == [
-        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    assert {k: r["Type"] for k, r in resources.items()} == dict.fromkeys(
+        ("TrainingRole", "Role", "BatchRole"), "AWS::IAM::Role"
+    )  # no managed policies, no users; "Role" is the serving role (the logical id of the earlier single role)
+    assert set(template["Outputs"]) == {"TrainingRoleArn", "ServingRoleArn", "BatchRoleArn", "RoleArn"}
+    statements: dict[str, dict[str, Any]] = {}
+    for name, resource in resources.items():
+        props = resource["Properties"]
+        assert set(props) == {"Description", "AssumeRolePolicyDocument", "Policies"}
+        assert props["AssumeRolePolicyDocument"]["Statement"] == [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                    "ArnLike": {
+                        "aws:SourceArn": {
+                            "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:*"
+                        }
+                    },
+                },
+            }
+        ]
+        assert len(props["Policies"]) == 1
+        listed = props["Policies"][0]["PolicyDocument"]["Statement"]
+        # a statement under a condition (a KMS key, a VPC) is {"Fn::If": [condition, statement, AWS::NoValue]}
+        plain = [s["Fn::If"][1] if "Fn::If" in s else s for s in listed]
+        for s in plain:
+            assert s["Effect"] == "Allow" and set(s) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
+            actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+            assert all("*" not in a for a in actions), s  # no wildcard actions
+            assert not any(a.startswith("iam:") for a in actions)  # cannot pass or change roles
+        statements[name] = {s["Sid"]: s for s in plain}
+
+    def actions(role_name: str) -> set[str]:
+        return {
+            a
+            for s in statements[role_name].values()
+            for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        }
+
+    # serving reads its models and nothing else from S3: no writes, no deletes, no listing
+    assert {a for a in actions("Role") if a.startswith("s3:")} == {"s3:GetObject"}
+    assert statements["Role"]["ReadModels"]["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/${KeyPrefix}output/*"
+    }
+    assert {a for a in actions("BatchRole") if a.startswith("s3:")} == {
+        "s3:ListBucket",
+        "s3:GetBucketLocation",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+    }  # writes its outputs, deletes nothing
+    # training reads the data and writes only models and checkpoints
+    training = statements["TrainingRole"]
+    assert training["ReadData"]["Action"] == "s3:GetObject"
+    assert training["WriteArtifacts"]["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/${KeyPrefix}output/*"},
+        {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/${KeyPrefix}checkpoints/*"},
     ]
-    statements = props["Policies"][0]["PolicyDocument"]["Statement"]
-    assert len(props["Policies"]) == 1
-    for s in statements:
-        assert s["Effect"] == "Allow" and set(s) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
-        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
-        assert all("*" not in a for a in actions), s  # no wildcard actions
-        assert not any(a.startswith("iam:") for a in actions)  # cannot pass or change roles
-    by_sid = {s["Sid"]: s for s in statements}
-    sub = {sid: s["Resource"]["Fn::Sub"] for sid, s in by_sid.items() if s["Resource"] != "*"}
-    assert sub == {
-        "Bucket": "arn:${AWS::Partition}:s3:::${BucketName}",
-        "Objects": "arn:${AWS::Partition}:s3:::${BucketName}/*",
-        "Pull": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${RepositoryName}",
-        "Logs": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/sagemaker/*",
-    }
-    # "*" only where the action has no resource-level permissions, and the metrics scoped by namespace
-    assert by_sid["RegistryLogin"]["Action"] == "ecr:GetAuthorizationToken"
-    assert by_sid["Metrics"]["Action"] == "cloudwatch:PutMetricData"
-    assert by_sid["Metrics"]["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
-    # pulling only: nothing that could push to or delete from the repository
-    assert set(by_sid["Pull"]["Action"]) == {
-        "ecr:BatchGetImage",
-        "ecr:GetDownloadUrlForLayer",
-        "ecr:BatchCheckLayerAvailability",
-    }
+    for name in resources:
+        by_sid = statements[name]
+        # "*" only where the action has no resource-level permissions, and the metrics scoped by namespace
+        assert {sid for sid, s in by_sid.items() if s["Resource"] == "*"} == {"RegistryLogin", "Metrics", "Vpc"}
+        assert by_sid["RegistryLogin"]["Action"] == "ecr:GetAuthorizationToken"
+        assert by_sid["Metrics"]["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+        # pulling only: nothing that could push to or delete from the repository
+        assert set(by_sid["Pull"]["Action"]) == {
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchCheckLayerAvailability",
+        }
+        assert by_sid["Kms"]["Resource"] == by_sid["KmsVolumeGrant"]["Resource"] == {"Ref": "KmsKeyArn"}
+        assert by_sid["KmsVolumeGrant"]["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert statements["Role"]["Kms"]["Action"] == "kms:Decrypt"  # serving only reads
 
 
 # --- teardown -----------------------------------------------------------------------------------
@@ -307,19 +413,37 @@ def test_teardown_all_reports_objects_s3_refused_to_delete(aws: Aws, bucket: str
     s3 = aws.client("s3")
     with Stubber(s3) as stub:
         stub.add_response(
-            "list_objects_v2",
-            {"Contents": [{"Key": "textclf/data/train/a.csv"}, {"Key": "textclf/output/model.tar.gz"}], "KeyCount": 2},
+            "list_object_versions",
+            {
+                "Versions": [
+                    {"Key": "textclf/data/train/a.csv", "VersionId": "v1"},
+                    {"Key": "textclf/output/model.tar.gz", "VersionId": "v2"},
+                ],
+                "IsTruncated": False,
+            },
             {"Bucket": "textclf-test-bucket", "Prefix": "textclf/"},
         )
         stub.add_response(
             "delete_objects",
             {
-                "Deleted": [{"Key": "textclf/data/train/a.csv"}],
-                "Errors": [{"Key": "textclf/output/model.tar.gz", "Code": "AccessDenied", "Message": "Access Denied"}],
+                "Deleted": [{"Key": "textclf/data/train/a.csv", "VersionId": "v1"}],
+                "Errors": [
+                    {
+                        "Key": "textclf/output/model.tar.gz",
+                        "VersionId": "v2",
+                        "Code": "AccessDenied",
+                        "Message": "Access Denied",
+                    }
+                ],
             },
             {
                 "Bucket": "textclf-test-bucket",
-                "Delete": {"Objects": [{"Key": "textclf/data/train/a.csv"}, {"Key": "textclf/output/model.tar.gz"}]},
+                "Delete": {
+                    "Objects": [
+                        {"Key": "textclf/data/train/a.csv", "VersionId": "v1"},
+                        {"Key": "textclf/output/model.tar.gz", "VersionId": "v2"},
+                    ]
+                },
             },
         )
         with pytest.raises(OpsError, match=r"1 object\(s\) .* textclf/output/model\.tar\.gz: AccessDenied"):

@@ -37,10 +37,14 @@ def test_cfn_lint_passes(path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("auth", ["API_KEY", "AWS_IAM"])
-def test_cfn_lint_passes_on_the_api_template_as_sent(tmp_path: Path, auth: str) -> None:
-    """What `ops api deploy` sends (the Deployment renamed by the settings' hash) is linted too."""
+@pytest.mark.parametrize(
+    ("auth", "role", "logs"), [("AWS_IAM", "false", "true"), ("API_KEY", "true", "false")], ids=["defaults", "others"]
+)
+def test_cfn_lint_passes_on_the_api_template_as_sent(tmp_path: Path, auth: str, role: str, logs: str) -> None:
+    """What `ops api deploy` sends (the Deployment renamed by the settings' hash) is linted too. cfn-lint
+    checks every branch of the template's conditions either way; the settings change only the hash."""
     params = {"EndpointName": "textclf", "CodeBucket": "b", "CodeKey": "k.zip", "AuthType": auth}
+    params |= {"CreateApiGatewayAccountRole": role, "AccessLogging": logs}
     sent = tmp_path / "api.yaml"
     sent.write_text(api.template_body(params), encoding="utf-8")
     assert "\n  Deployment:\n" not in sent.read_text(encoding="utf-8")
@@ -77,7 +81,10 @@ def test_log_groups_have_retention_and_are_used() -> None:
     assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
     assert resources["Function"]["Properties"]["LoggingConfig"]["LogGroup"] == {"Ref": "FunctionLogGroup"}
     stage = resources["Stage"]["Properties"]
-    assert stage["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["AccessLogGroup", "Arn"]}
+    condition, access_log, otherwise = stage["AccessLogSetting"]["Fn::If"]  # api.access_logs (default on)
+    assert (condition, otherwise) == ("LogAccess", {"Ref": "AWS::NoValue"})
+    assert access_log["DestinationArn"] == {"Fn::GetAtt": ["AccessLogGroup", "Arn"]}
+    assert groups["AccessLogGroup"]["Condition"] == "LogAccess"  # no unused log group without it
 
 
 def test_api_key_usage_plan_and_throttling() -> None:
@@ -124,10 +131,22 @@ def test_handler_needs_only_stdlib_and_boto3() -> None:
     assert roots - sys.stdlib_module_names <= {"boto3", "botocore"}
 
 
-def test_role_reads_one_bucket_and_pulls_one_repository() -> None:
-    statements = _load(TEMPLATES[1])["Resources"]["Role"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    by_sid = {s["Sid"]: s for s in statements}
-    assert by_sid["Objects"]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/*"}
-    assert "${RepositoryName}" in by_sid["Pull"]["Resource"]["Fn::Sub"]
-    wildcard = {sid for sid, s in by_sid.items() if s["Resource"] == "*"}
-    assert wildcard == {"RegistryLogin", "Metrics"}  # neither action supports resource-level permissions
+def test_roles_reach_one_bucket_prefix_and_pull_one_repository() -> None:
+    """Training, serving ("Role", the logical id of the earlier single role) and batch: S3 only under the
+    project's prefix, one repository, "*" only where IAM has no resource-level permissions."""
+    resources = _load(TEMPLATES[1])["Resources"]
+    assert set(resources) == {"TrainingRole", "Role", "BatchRole"}
+    for name, resource in resources.items():
+        listed = resource["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        by_sid = {s["Sid"]: s for s in (s["Fn::If"][1] if "Fn::If" in s else s for s in listed)}
+        objects = [
+            r["Fn::Sub"]
+            for s in by_sid.values()
+            if str(s["Action"]).startswith(("s3:", "['s3:")) and s["Sid"] != "Bucket"
+            for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        ]
+        assert objects and all(o.startswith("arn:${AWS::Partition}:s3:::${BucketName}/${KeyPrefix}") for o in objects)
+        assert "${RepositoryName}" in by_sid["Pull"]["Resource"]["Fn::Sub"], name
+        wildcard = {sid for sid, s in by_sid.items() if s["Resource"] == "*"}
+        # none of these actions supports resource-level permissions; Vpc only with [security] subnets
+        assert wildcard == {"RegistryLogin", "Metrics", "Vpc"}, name

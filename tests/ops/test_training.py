@@ -10,7 +10,7 @@ import pytest
 from ops import training
 from ops.aws import OpsError
 from ops.config import ConfigError
-from support.aws import TRAINING_INSTANCE, Calls, completed_training_job
+from support.aws import TRAINING_INSTANCE, Calls, completed_training_job, pinned_image
 from textclf.contract.metrics import METRIC_DEFINITIONS, format_metric
 
 
@@ -20,7 +20,7 @@ def test_request_sent_to_sagemaker(aws: Any, calls: Calls, uploaded: dict[str, s
     assert req["TrainingJobName"] == name and name.startswith("textclf-")
 
     algo = req["AlgorithmSpecification"]
-    assert algo["TrainingImage"] == f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1-gpu"  # ml.g5: CUDA
+    assert algo["TrainingImage"] == pinned_image(aws, "t1-gpu")  # ml.g5: CUDA; by digest
     assert algo["TrainingInputMode"] == "File"
     assert "ContainerEntrypoint" not in algo  # no source_code: the image's own `train` runs
     assert algo["MetricDefinitions"] == METRIC_DEFINITIONS
@@ -35,6 +35,7 @@ def test_request_sent_to_sagemaker(aws: Any, calls: Calls, uploaded: dict[str, s
         "mixed_precision": "bf16",
         "keep_full_precision": "false",
         "labels": '["neg", "pos"]',
+        "model_name_or_path": "/opt/models/encoder",
         "seed": "7",
         "quantize_per_channel": "true",
     }
@@ -43,9 +44,9 @@ def test_request_sent_to_sagemaker(aws: Any, calls: Calls, uploaded: dict[str, s
     assert req["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     checkpoint = req["CheckpointConfig"]
     assert checkpoint["LocalPath"] == "/opt/ml/checkpoints"
-    # one folder per job, under the project's prefix: a new job never resumes someone else's state
-    assert checkpoint["S3Uri"].startswith("s3://textclf-test-bucket/textclf/")
-    assert name in checkpoint["S3Uri"]
+    # one folder per job, under the prefix the training role may write: a new job never resumes
+    # someone else's state (ops names it before the SDK names the job: <base_job_name>-<UTC time>)
+    assert re.fullmatch(r"s3://textclf-test-bucket/textclf/checkpoints/textclf-\d{8}-\d{6}/", checkpoint["S3Uri"])
 
     assert req["RoleArn"] == aws.role_arn
     assert req["ResourceConfig"] == {"InstanceType": TRAINING_INSTANCE, "InstanceCount": 1, "VolumeSizeInGB": 50}

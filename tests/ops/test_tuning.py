@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 
 from ops import tuning
 from ops.config import ConfigError
-from support.aws import Calls
+from support.aws import Calls, pinned_image
 from textclf.contract.metrics import METRIC_DEFINITIONS, OBJECTIVES, format_metric
 
 
@@ -38,7 +38,7 @@ def test_request_sent_to_sagemaker(aws: Any, calls: Calls, uploaded: dict[str, s
 
     definition = req["TrainingJobDefinition"]
     algo = definition["AlgorithmSpecification"]
-    assert algo["TrainingImage"] == f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf:t1-gpu"  # ml.g5
+    assert algo["TrainingImage"] == pinned_image(aws, "t1-gpu")  # ml.g5, by digest
     assert algo["MetricDefinitions"] == METRIC_DEFINITIONS
     objective_regex = {d["Name"]: d["Regex"] for d in algo["MetricDefinitions"]}["validation_macro_f1"]
     assert re.search(objective_regex, format_metric("validation_macro_f1", 0.8125)).group(1) == "0.8125"

@@ -8,7 +8,7 @@ import pytest
 
 from ops import endpoint, training, tuning, variants
 from ops.config import ConfigError
-from support.aws import Calls
+from support.aws import Calls, pinned_image
 
 
 @pytest.mark.parametrize(
@@ -77,20 +77,16 @@ def test_what_ops_image_builds_by_default(aws: Any) -> None:
         variants.chosen(["rocm"], aws.cfg)
 
 
-def _repo(aws: Any) -> str:
-    return f"{aws.account_id}.dkr.ecr.eu-west-1.amazonaws.com/textclf"
-
-
 def test_gpu_training_job_runs_the_gpu_image(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:
     training.start(aws)  # the test config trains on ml.g5.xlarge
-    assert calls.one("CreateTrainingJob")["AlgorithmSpecification"]["TrainingImage"] == f"{_repo(aws)}:t1-gpu"
+    assert calls.one("CreateTrainingJob")["AlgorithmSpecification"]["TrainingImage"] == pinned_image(aws, "t1-gpu")
 
 
 def test_cpu_training_job_runs_the_cpu_image(aws: Any, calls: Calls, uploaded: dict[str, str]) -> None:
     aws.cfg.training.instance_type = "ml.c6i.4xlarge"
     training.start(aws)
     request = calls.one("CreateTrainingJob")
-    assert request["AlgorithmSpecification"]["TrainingImage"] == f"{_repo(aws)}:t1"
+    assert request["AlgorithmSpecification"]["TrainingImage"] == pinned_image(aws, "t1")
     assert request["ResourceConfig"]["InstanceType"] == "ml.c6i.4xlarge"
 
 
@@ -108,7 +104,7 @@ def test_neuron_training_and_tuning_are_refused_before_any_job(
 def test_endpoint_runs_the_serve_image_whatever_the_training_instance(aws: Any, calls: Calls) -> None:
     aws.cfg.training.instance_type = "ml.p4d.24xlarge"
     endpoint.deploy(aws, "s3://textclf-test-bucket/m/model.tar.gz", autoscale=False)
-    assert calls.one("CreateModel")["PrimaryContainer"]["Image"] == f"{_repo(aws)}:t1-serve"
+    assert calls.one("CreateModel")["PrimaryContainer"]["Image"] == pinned_image(aws, "t1-serve")
 
 
 def test_an_image_uri_stands_for_every_job(aws: Any) -> None:

@@ -3,6 +3,9 @@ instance types, a recorder of AWS requests and a completed training job."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +34,8 @@ learning_rate = 5e-5
 mixed_precision = "bf16"
 keep_full_precision = false
 labels = ["neg", "pos"]
+# an encoder inside the image, not a hub id: training jobs are network-isolated by default (ops.security)
+model_name_or_path = "/opt/models/encoder"
 [tuning]
 objective = "validation_macro_f1"
 max_jobs = 6
@@ -113,3 +118,60 @@ def completed_training_job(aws: Any, name: str = "textclf-done") -> str:
         CheckpointConfig={"S3Uri": aws.s3_uri("checkpoints", name)},
     )
     return str(sm.describe_training_job(TrainingJobName=name)["ModelArtifacts"]["S3ModelArtifacts"])
+
+
+# The images the test config's jobs run: image.tag "t1" and its variants, in moto's ECR.
+IMAGE_TAGS = ("t1", "t1-gpu", "t1-serve")
+SCHEMA2 = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def image_manifest(tag: str, size: int = 1000) -> str:
+    """A Docker v2 schema 2 manifest, one per tag (its config digest is the tag's), ``size`` bytes per blob."""
+    blob = {"size": size, "digest": "sha256:" + hashlib.sha256(tag.encode()).hexdigest()}
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": SCHEMA2,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", **blob},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", **blob}],
+        }
+    )
+
+
+def push_test_images(repository: str = "textclf", tags: tuple[str, ...] = IMAGE_TAGS) -> dict[str, str]:
+    """What `ops image` would have pushed (moto must be active): ``repository`` (created with mutable tags,
+    so that a test can move one) holding a schema 2 manifest under each tag. Through a client of its own,
+    so the requests are not recorded. Returns each tag's digest."""
+    import boto3
+
+    ecr = boto3.client("ecr", region_name=REGION)
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=repository, imageTagMutability="MUTABLE")
+    digests = {}
+    for tag in tags:
+        manifest = image_manifest(tag)
+        digest = "sha256:" + hashlib.sha256(manifest.encode()).hexdigest()
+        ecr.put_image(repositoryName=repository, imageTag=tag, imageManifest=manifest, imageDigest=digest)
+        digests[tag] = digest
+    return digests
+
+
+def pinned_image(aws: Any, tag: str, repository: str = "textclf") -> str:
+    """The image a job gets for ``tag``: ``<registry>/<repository>@<the digest ECR holds under the tag>``."""
+    import boto3
+
+    ecr = boto3.client("ecr", region_name=REGION)
+    digest = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"][0]
+    return f"{aws.account_id}.dkr.ecr.{REGION}.amazonaws.com/{repository}@{digest['imageDigest']}"
+
+
+def set_api_gateway_log_role(region: str = REGION) -> str:
+    """API Gateway's CloudWatch role of the region set, as an account's administrator would have set it
+    once (moto must be active; through a client of its own, so not recorded). Returns the role's ARN."""
+    import boto3
+
+    arn = "arn:aws:iam::123456789012:role/apigateway-cloudwatch"
+    boto3.client("apigateway", region_name=region).update_account(
+        patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": arn}]
+    )
+    return arn
