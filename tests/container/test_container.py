@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +36,7 @@ from support.docker_engine import (
     record_images,
     sagemaker_tree,
 )
+from support.serving import free_port
 from support.tiny_model import make_tiny_model, words_of
 
 pytestmark = pytest.mark.container
@@ -88,12 +88,6 @@ def _run_as(docker: Docker, image: str, user: str, script: str) -> object:
     return docker.run(
         "run", "--rm", "--network", "none", "--user", user, "--entrypoint", "sh", image, "-c", script, check=False
     )  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _show(proc: object) -> str:
@@ -378,7 +372,7 @@ def test_train_fails_clearly_on_an_input_file_its_user_cannot_read(
 class Server:
     def __init__(self, docker: Docker, image: str, model_dir: Path) -> None:
         self.docker = docker
-        self.port = _free_port()
+        self.port = free_port()
         self.name = f"textclf-test-{uuid.uuid4().hex[:8]}"
         self.url = f"http://127.0.0.1:{self.port}"
         docker.run(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -29,17 +28,12 @@ from ops import image
 from ops.aws import Aws
 from ops.config import OpsConfig
 from support.docker_engine import Docker, system_env
+from support.serving import free_port
 
 pytestmark = pytest.mark.container
 
 TAG = "push"
 ACCEPT_ALL = ", ".join(image.MANIFEST_TYPES)  # schema 2, OCI manifest, OCI index, Docker manifest list
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -51,7 +45,7 @@ def registry(tmp_path: Path) -> Iterator[str]:
         pytest.fail("docker-registry not found: apt-get install docker-registry (make system-deps)", pytrace=False)
     log_path = tmp_path / "registry.log"
     for _ in range(3):  # a port taken between choosing and binding: choose again
-        address = f"127.0.0.1:{_free_port()}"
+        address = f"127.0.0.1:{free_port()}"
         config = tmp_path / "registry.yml"
         config.write_text(
             "version: 0.1\n"

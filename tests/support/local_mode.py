@@ -52,6 +52,7 @@ from typing import Any, TextIO
 import pytest
 
 from support.docker_engine import Docker, system_env
+from support.serving import free_port
 
 REGION = "eu-west-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/textclf-local-mode"
@@ -76,14 +77,6 @@ def compose_available() -> bool:
     docker = shutil.which("docker", path=env["PATH"])
     probe = [docker, "compose", "version"] if docker else None
     return probe is not None and subprocess.run(probe, capture_output=True, env=env, check=False).returncode == 0
-
-
-def free_port() -> int:
-    """A TCP port that nothing listens on now (the kernel's pick), for ``local.serving_port``: the
-    SDK's default, 8080, may be taken, and other test runs share this machine."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
 
 
 def answers(port: int, host: str = "localhost") -> bool:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.serving import free_port
+
 KEYWORDS = {
     "sports": ["goal", "match", "team", "coach"],
     "tech": ["laptop", "software", "chip", "code"],
@@ -226,11 +228,3 @@ def checkpoint_state(checkpoint: Path) -> dict[str, Any]:
 
 def report(sm: SageMakerTree) -> dict[str, Any]:
     return json.loads((sm.output_data / "metrics.json").read_text())
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
