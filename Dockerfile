@@ -11,18 +11,24 @@
 #                     (pin it by digest for reproducible builds). No CUDA base is needed: the
 #                     CUDA libraries come with torch's wheels, the NVIDIA driver from the host.
 #   NGINX_PACKAGE     Debian's nginx-light; distributions without it (Ubuntu 24.04) use nginx.
-#   TORCH_VARIANT     cpu (default) or cuda: which build of the pinned torch the full image gets.
-#                     Both serve on the CPU (onnxruntime) and train on the CPU where there is no
-#                     GPU; cuda trains on the GPUs and is several GB larger. The build fails when
-#                     the torch it installed is not the variant asked for.
-#   TORCH_INDEX_URL   cpu: extra pip index for torch. The default, PyTorch's CPU index, gives a CPU
+#   TORCH_VARIANT     cpu (default) or cuda: which build of the pinned torch the full image gets,
+#                     and so which lock: requirements.txt (torch==2.13.0+cpu) or requirements-gpu.txt
+#                     (PyPI's torch==2.13.0, a CUDA build, with its nvidia-* wheels). Both serve on
+#                     the CPU (onnxruntime) and train on the CPU where there is no GPU; cuda trains on
+#                     the GPUs and is several GB larger. The build fails when the torch it installed
+#                     is not the variant asked for.
+#   TORCH_INDEX_URL   cpu: extra pip index for torch. The default, PyTorch's CPU index, has the CPU
 #                     build (PyPI's own torch wheel is a multi-GB CUDA build). Empty: PyPI and
-#                     wheels/ only (then wheels/ must hold a CPU torch wheel).
-#   TORCH_CUDA_INDEX_URL  cuda: extra pip index for torch. Empty (default): PyPI's Linux wheel,
-#                     the CUDA build, with its nvidia-* wheels; a PyTorch CUDA index
-#                     (https://download.pytorch.org/whl/cuXYZ) picks another CUDA version.
+#                     wheels/ only (then wheels/ must hold the CPU torch wheel).
 #   wheels/           optional folder in the build context: wheels found there are preferred
 #                     (offline or air-gapped builds, a local torch wheel in CI).
+#
+# Every Python package comes from a lock (scripts/lock.py, `make lock`): pinned, with its sha256,
+# installed with --require-hashes, so pip installs nothing else and nothing altered; a wheel in
+# wheels/ or on an index is used only when its hash is the lock's. The versions are those the tests
+# run (the locks are resolved against requirements-dev.txt, the test venv's). Each image records
+# what it holds, `pip list --format=freeze`, in /opt/program/pip-freeze.txt:
+#   docker run --rm --entrypoint cat IMAGE /opt/program/pip-freeze.txt
 #
 # Stages: system -> serve-deps -> serve, and serve-deps -> full-deps -> full, where full starts from
 # runtime-cpu or runtime-cuda (system plus, for cuda, the NVIDIA container runtime's settings).
@@ -41,7 +47,7 @@ ARG NGINX_PACKAGE=nginx-light
 ARG DEBIAN_FRONTEND=noninteractive
 # Not pinned to exact versions: Debian stable only takes security and bug fixes, and the
 # archive drops superseded versions, so exact pins would break every rebuild after an update.
-# Reproducibility comes from pinning BASE_IMAGE (by digest) and the Python requirements.
+# Reproducibility comes from pinning BASE_IMAGE (by digest) and the Python locks.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
@@ -65,17 +71,20 @@ WORKDIR /opt/program
 
 FROM system AS serve-deps
 COPY requirements-serve.txt /tmp/build/
-# setuptools: the build backend of the textclf package itself, installed without build isolation
-# so that a code-only rebuild needs no network.
+# The serve lock, setuptools included: the build backend of the textclf package itself, installed
+# without build isolation so that a code-only rebuild needs no network.
 RUN python3 -m venv /opt/venv \
-    && pip install --no-cache-dir -r /tmp/build/requirements-serve.txt setuptools==80.9.0
+    && pip install --no-cache-dir --require-hashes -r /tmp/build/requirements-serve.txt
 
 FROM serve-deps AS serve
 # nginx.conf: the template serve renders; src/textclf/serve/templates/nginx.conf links to it.
 COPY pyproject.toml README.md nginx.conf /opt/program/
 COPY src/ /opt/program/src/
+# What the image holds, for comparison with the lock: the lock's packages, textclf, and the venv's pip.
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/program \
-    && rm -rf /opt/program/build
+    && rm -rf /opt/program/build \
+    && pip check \
+    && pip list --format=freeze > /opt/program/pip-freeze.txt
 # The jobs run as textclf (uid/gid 1000), never as root. The image starts as root (no USER) only
 # because SageMaker mounts the folders a training job writes owned by root, where a non-root image
 # user cannot write; `textclf` hands those folders to textclf and drops to it (for good: no
@@ -97,29 +106,29 @@ CMD ["serve"]
 FROM serve-deps AS full-deps
 ARG TORCH_VARIANT
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG TORCH_CUDA_INDEX_URL=
 # wheel[s] matches the optional wheels/ folder: with it, its wheels join /tmp/build; without it,
-# only requirements.txt is copied and the build still works.
-COPY requirements.txt wheel[s] /tmp/build/
-# torch alone first, with the variant's index, and checked at once: it must be the variant asked
-# for (a CPU wheel in wheels/ would otherwise make a "cuda" image that cannot use a GPU). Then
-# everything else from PyPI, so the extra index is never consulted for the other pinned packages.
-# The version comes from requirements.txt, which hadolint cannot see through the variable.
-# hadolint ignore=DL3013
+# only the locks are copied and the build still works.
+COPY requirements.txt requirements-gpu.txt wheel[s] /tmp/build/
+# The variant's lock. torch alone first (its entry of the lock, hashes and all, without its
+# dependencies), with the variant's source; then the whole lock from PyPI (and wheels/), so the
+# extra index is never consulted for the other packages; then the check that torch is the variant
+# asked for (CUDA torch cannot be imported before its nvidia-* wheels are there). The cuda lock's
+# torch hashes are PyPI's files: another CUDA build (a PyTorch cuXYZ index) needs a lock of its own.
 RUN case "${TORCH_VARIANT}" in \
-        cpu) torch_index="${TORCH_INDEX_URL}" ;; \
-        cuda) torch_index="${TORCH_CUDA_INDEX_URL}" ;; \
+        cpu) lock=/tmp/build/requirements.txt torch_index="${TORCH_INDEX_URL}" ;; \
+        cuda) lock=/tmp/build/requirements-gpu.txt torch_index= ;; \
         *) echo "TORCH_VARIANT must be cpu or cuda, got '${TORCH_VARIANT}'" >&2 && exit 2 ;; \
     esac \
-    && torch_requirement="$(grep -E '^torch==' /tmp/build/requirements.txt)" \
-    && pip install --no-cache-dir --find-links /tmp/build \
-        ${torch_index:+--extra-index-url "${torch_index}"} "${torch_requirement}" \
+    && awk '/^torch==/ {keep = 1; print; next} keep && /^ +--hash=/ {print; next} {keep = 0}' \
+        "${lock}" > /tmp/build/torch.txt \
+    && pip install --no-cache-dir --require-hashes --no-deps --find-links /tmp/build \
+        ${torch_index:+--extra-index-url "${torch_index}"} -r /tmp/build/torch.txt \
+    && pip install --no-cache-dir --require-hashes --find-links /tmp/build -r "${lock}" \
     && python -c 'import sys, torch; built = torch.version.cuda; \
 print("torch", torch.__version__, "cuda", built); \
 ok = (built is not None) == (sys.argv[1] == "cuda"); \
 sys.exit(None if ok else f"TORCH_VARIANT={sys.argv[1]}, but torch {torch.__version__} has CUDA {built}")' \
-        "${TORCH_VARIANT}" \
-    && pip install --no-cache-dir --find-links /tmp/build -r /tmp/build/requirements.txt
+        "${TORCH_VARIANT}"
 
 # What the full image's variant adds to the system: for cuda, the settings the NVIDIA container
 # runtime reads (what nvidia/cuda images set), so that the GPUs and their driver are mounted.
@@ -138,8 +147,11 @@ COPY --from=full-deps /opt/venv /opt/venv
 # nginx.conf: the template serve renders; src/textclf/serve/templates/nginx.conf links to it.
 COPY pyproject.toml README.md nginx.conf /opt/program/
 COPY src/ /opt/program/src/
+# As in serve: what the image holds, in /opt/program/pip-freeze.txt.
 RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/program \
-    && rm -rf /opt/program/build
+    && rm -rf /opt/program/build \
+    && pip check \
+    && pip list --format=freeze > /opt/program/pip-freeze.txt
 # As in serve: the jobs run as textclf, never as root (see there).
 RUN groupadd --gid 1000 textclf \
     && useradd --uid 1000 --gid textclf --home-dir /home/textclf --create-home --shell /usr/sbin/nologin textclf \

@@ -3,15 +3,19 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Extra pip arguments, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" for a CPU torch.
+# Extra pip arguments, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu" for the CPU torch
+# that requirements-dev.txt pins (torch==2.13.0+cpu; PyPI has only the CUDA build).
 PIP_ARGS ?=
+# Arguments for scripts/lock.py, e.g. LOCK_ARGS=--upgrade (newest within pyproject.toml's ranges), LOCK_ARGS="-P onnx".
+LOCK_ARGS ?=
 APT_PACKAGES := nginx-light docker.io docker-compose docker-registry debootstrap curl ca-certificates
 
-.PHONY: help system-deps setup lint test test-fast demo bench readme-tables image-gpu clean
+.PHONY: help system-deps setup lock lint test test-fast demo bench readme-tables image-gpu clean
 
 help:
 	@echo "make system-deps   install nginx, docker, debootstrap (apt, needs root)"
-	@echo "make setup         create $(VENV) with pinned dependencies and the package"
+	@echo "make setup         create $(VENV) from requirements-dev.txt (every package pinned, hash-checked) + the package"
+	@echo "make lock          resolve pyproject.toml's extras into the locks requirements*.txt (scripts/lock.py)"
 	@echo "make test          ruff, mypy + the whole test suite (real nginx, gunicorn, torch, onnxruntime, dockerd)"
 	@echo "make test-fast     the suite without the container build"
 	@echo "make demo          fetch MiniLM, train on the demo data, serve, send sample requests, stop"
@@ -28,10 +32,17 @@ system-deps:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The venv is exactly the dev lock: every package pinned and hash-checked (pip-sync also removes what the
+# lock no longer holds), then the package itself, built by the locked setuptools.
 setup: $(BIN)/python
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(PIP_ARGS) -r requirements-dev.txt $(if $(wildcard requirements-ops.txt),-r requirements-ops.txt)
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q --require-hashes $(PIP_ARGS) -r requirements-dev.txt
+	$(BIN)/pip-sync -q $(if $(PIP_ARGS),--pip-args "$(PIP_ARGS)") requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+
+# Rewrites requirements*.txt from pyproject.toml (needs PyPI). `scripts/lock.py --check`, run by the tests, says
+# when they are stale.
+lock:
+	$(BIN)/python scripts/lock.py $(LOCK_ARGS)
 
 lint:
 	$(BIN)/ruff check .

@@ -18,15 +18,21 @@ CUDA build, so a CPU build's context gets the CPU wheel from ``/opt/wheels`` (or
 or ``TEXTCLF_WHEELS_DIR``) in ``wheels/`` and the PyTorch index is switched off. The gpu variant
 gets no wheels/: its torch is PyPI's CUDA build, with several GB of nvidia-* wheels.
 
+What an image holds: each writes ``pip list --format=freeze`` to /opt/program/pip-freeze.txt when it
+is built; ``image_freeze`` reads it and ``freeze_against_lock`` compares it with the image's lock
+(requirements-serve.txt, requirements.txt, requirements-gpu.txt; scripts/lock.py): the lock's
+packages at the lock's versions, textclf itself and the venv's pip, nothing else. ``--record`` and
+the container tests (tests/container/test_image_freeze.py) keep it in bench/results/freeze-*.txt.
+
 Environment knobs: ``TEXTCLF_DOCKER_HOST`` uses an existing daemon instead of starting one;
 ``TEXTCLF_DOCKER_CACHE``; ``TEXTCLF_DEBIAN_MIRROR``; ``TEXTCLF_BASE_REFRESH=1`` rebuilds the base;
 ``TEXTCLF_DOCKERD_ARGS`` adds daemon arguments; for the tests, ``TEXTCLF_RECORD_RESULTS=1`` writes
-``bench/results/image-sizes.json``.
+``bench/results/image-sizes.json`` and bench/results/freeze-serve.txt / freeze-full.txt.
 
 As a command: build one variant (see ops/variants.py), show its torch build and size, optionally
 run its ``train`` on a copy of local_test/test_dir with all-MiniLM-L6-v2 (scripts/fetch-minilm.sh)
 for a few steps, and optionally record the results (its entry in bench/results/image-sizes.json,
-and bench/results/image-<variant>.md)::
+bench/results/image-<variant>.md and its freeze, bench/results/freeze-<image>.txt)::
 
     .venv/bin/python scripts/docker_images.py --variant gpu --train --record    # make image-gpu
 """
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -79,6 +86,13 @@ path-exclude /usr/share/lintian/*
 path-exclude /usr/share/linda/*
 """
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# What each variant's image installs (scripts/lock.py) and where its freeze is recorded.
+LOCK_FILES = {"serve": "requirements-serve.txt", "cpu": "requirements.txt", "gpu": "requirements-gpu.txt"}
+FREEZE_FILES = {"serve": "freeze-serve.txt", "cpu": "freeze-full.txt", "gpu": "freeze-full-gpu.txt"}
+FREEZE_IN_IMAGE = "/opt/program/pip-freeze.txt"
+# Besides its lock's packages, an image holds textclf itself and the venv's installer, pip (Debian's
+# python3-venv puts it there; nothing the jobs import).
+NOT_LOCKED = ("textclf", "pip")
 
 
 class EngineError(RuntimeError):
@@ -322,17 +336,79 @@ def base_image(docker: Docker, cache: Path = CACHE_DIR) -> str:
     return BASE_IMAGE
 
 
+def lock_pins(lock_file: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """A lock's packages: canonical name -> (version, sha256 hashes)."""
+    from lock import parse_lock  # scripts/lock.py, beside this file
+
+    pins, problems = parse_lock((REPO_ROOT / lock_file).read_text(encoding="utf-8"))
+    if problems:
+        raise EngineError(f"{lock_file} is not a lock (make lock): {problems[:3]}")
+    return {
+        name: (pin.version, tuple(h.removeprefix("--hash=sha256:") for h in pin.hashes)) for name, pin in pins.items()
+    }
+
+
 def torch_wheel() -> Path | None:
-    """The local CPU torch wheel matching requirements.txt and the image's Python (3.11)."""
-    match = re.search(r"^torch==(\S+)", (REPO_ROOT / "requirements.txt").read_text(), re.MULTILINE)
-    if match is None:
+    """The local CPU torch wheel of requirements.txt's torch (``2.13.0+cpu``) for the image's Python
+    (3.11); a wheel whose sha256 is not the lock's is refused here rather than by pip in the build."""
+    pinned = lock_pins("requirements.txt").get("torch")
+    if pinned is None:
         return None
+    version, hashes = pinned
     dirs = [os.environ.get("TEXTCLF_WHEELS_DIR", ""), *os.environ.get("PIP_FIND_LINKS", "").split(), "/opt/wheels"]
     for folder in filter(None, dirs):
-        wheels = sorted(Path(folder).glob(f"torch-{match.group(1)}+cpu-cp311-cp311-*x86_64.whl"))
+        wheels = sorted(Path(folder).glob(f"torch-{version}-cp311-cp311-*x86_64.whl"))
         if wheels:
+            digest = hashlib.sha256()
+            with wheels[-1].open("rb") as data:
+                for chunk in iter(lambda: data.read(1 << 20), b""):
+                    digest.update(chunk)
+            if digest.hexdigest() not in hashes:
+                raise EngineError(
+                    f"{wheels[-1]} has sha256 {digest.hexdigest()}, not one requirements.txt pins for torch=={version}"
+                )
             return wheels[-1]
     return None
+
+
+def image_freeze(docker: Docker, tag: str) -> str:
+    """What the image holds: the ``pip list --format=freeze`` its build wrote."""
+    return docker.run("run", "--rm", "--network", "none", "--entrypoint", "cat", tag, FREEZE_IN_IMAGE).stdout
+
+
+def freeze_against_lock(freeze: str, lock_file: str) -> list[str]:
+    """How an image's freeze differs from its lock: a package missing, at another version, or not
+    in the lock (textclf and pip aside). Empty: the image holds exactly the lock."""
+    from packaging.utils import canonicalize_name
+
+    pins = {name: version for name, (version, _) in lock_pins(lock_file).items()}
+    installed: dict[str, str] = {}
+    for line in freeze.splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            installed[canonicalize_name(name)] = version.strip()
+    problems = [f"{name}=={version} (from {lock_file}) is not in the image" for name, version in sorted(pins.items())
+                if name not in installed]  # fmt: skip
+    problems += [
+        f"{name}=={installed[name]} in the image, {lock_file} pins {version}"
+        for name, version in sorted(pins.items())
+        if name in installed and installed[name] != version
+    ]
+    problems += [
+        f"{name}=={version} in the image is not in {lock_file}"
+        for name, version in sorted(installed.items())
+        if name not in pins and name not in NOT_LOCKED
+    ]
+    problems += [f"{name} is not in the image" for name in NOT_LOCKED if name not in installed]
+    return problems
+
+
+def record_freeze(variant: str, freeze: str) -> Path:
+    """Keep an image's freeze as bench/results/freeze-<image>.txt."""
+    path = RESULTS_DIR / FREEZE_FILES[variant]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(freeze)
+    return path
 
 
 def build_context(context: Path, cpu_torch_wheel: bool = True) -> list[str]:
@@ -525,8 +601,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "command": command,
                 "recorded": time.strftime("%Y-%m-%d"),
                 "probe": json.loads(docker.run(*probe_cmd).stdout.strip().splitlines()[-1]),
+                "freeze": image_freeze(docker, tag),
             }
-            print(json.dumps({k: v for k, v in result.items() if k != "build"}, indent=2), flush=True)
+            result["freeze_problems"] = freeze_against_lock(result["freeze"], LOCK_FILES[variant.name])
+            print(json.dumps({k: v for k, v in result.items() if k not in ("build", "freeze")}, indent=2), flush=True)
             if args.train:
                 pretrained = args.pretrained or CACHE_DIR / "all-MiniLM-L6-v2"
                 if args.pretrained is None:
@@ -545,8 +623,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         record_images({LABELS[variant.name]: entry})
         report = RESULTS_DIR / f"image-{variant.name}.md"
         report.write_text(_markdown(variant.name, result))
-        print(f"recorded in {RESULTS_FILE.relative_to(REPO_ROOT)} and {report.relative_to(REPO_ROOT)}")
-    return 0 if result.get("train", {}).get("exit_code", 0) == 0 else 1
+        freeze = record_freeze(variant.name, result["freeze"])
+        print(f"recorded in {RESULTS_FILE.relative_to(REPO_ROOT)}, {report.relative_to(REPO_ROOT)} and {freeze.name}")
+    for problem in result["freeze_problems"]:
+        print(f"error: the image does not hold exactly {LOCK_FILES[variant.name]}: {problem}", file=sys.stderr)
+    return 0 if result.get("train", {}).get("exit_code", 0) == 0 and not result["freeze_problems"] else 1
 
 
 if __name__ == "__main__":
