@@ -4,6 +4,8 @@ A block is the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; n
 markers is touched. This module is the one place that knows that format and where each block lives:
 
 - README.md ``hyperparameters``: the hyperparameter table, from ``textclf.train.hyperparameters``;
+- README.md ``families``: the encoder-family table, from ``textclf.train.families`` (which rows the
+  tests in tests/families run end to end, and which ``train`` refuses);
 - bench/README.md ``bench``: the benchmark tables, printed by bench/make_readme_table.py from
   ``bench/results/*.json`` (run, not imported: bench/ holds scripts, not a package).
 
@@ -52,6 +54,12 @@ def hyperparameters() -> str:
     return markdown_table()
 
 
+def model_families() -> str:
+    from textclf.train.families import markdown_table
+
+    return markdown_table()
+
+
 def bench_results() -> str:
     script = REPO / "bench" / "make_readme_table.py"
     done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=False)
@@ -63,6 +71,7 @@ def bench_results() -> str:
 # (file, block name) -> what goes between its markers
 BLOCKS: dict[tuple[Path, str], Callable[[], str]] = {
     (README, "hyperparameters"): hyperparameters,
+    (README, "families"): model_families,
     (BENCH_README, "bench"): bench_results,
 }
 

@@ -31,6 +31,10 @@ class ModelLoadError(UserError):
     """The pretrained model or tokenizer could not be found or loaded."""
 
 
+class UnsupportedModelError(ModelLoadError):
+    """The pretrained model is of a family textclf cannot fine-tune, export or serve (``textclf.train.families``)."""
+
+
 class ArtifactError(UserError):
     """A model directory is incomplete, tampered with or of an unknown format."""
 

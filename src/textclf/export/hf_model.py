@@ -20,6 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from textclf.contract.model_dir import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, ProblemType
 from textclf.errors import ModelLoadError
+from textclf.train import families
 
 MULTI_LABEL = "multi_label_classification"  # config.problem_type of a multi-label HF model
 
@@ -42,6 +43,8 @@ def read_config(hf_dir: Path) -> dict[str, Any]:
             f"{hf_dir} holds a {', '.join(architectures)}, not a sequence-classification model; "
             "fine-tune it first (textclf train)"
         )
+    if config.get("model_type"):  # a family textclf refuses (a decoder, an encoder-decoder...) stops here
+        families.check(config, str(hf_dir))
     single_output = len(config.get("id2label") or {}) == 1 and config.get("problem_type") != MULTI_LABEL
     if config.get("problem_type") == "regression" or single_output:
         raise ModelLoadError(f"{hf_dir} is a regression model; textclf exports classifiers only")
@@ -52,9 +55,7 @@ def model_max_length(hf_dir: str | Path, cap: int = 512) -> int:
     """The longest input the model and its tokenizer accept (at most ``cap``), from their JSON configs."""
     hf_dir = Path(hf_dir)
     config = read_config(hf_dir)
-    limits = [cap, int(config.get("max_position_embeddings") or cap)]
-    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):  # positions start after the pad id
-        limits.append(limits[1] - 2)
+    limits = [cap, families.max_tokens(config) or cap]  # RoBERTa-style positions start after the pad id
     with contextlib.suppress(OSError, ValueError, TypeError):
         tok = json.loads((hf_dir / TOKENIZER_CONFIG_FILE).read_text(encoding="utf-8"))
         if 0 < int(tok.get("model_max_length") or 0) < 1_000_000:

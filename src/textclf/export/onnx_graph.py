@@ -5,13 +5,15 @@ models in well under a second, and gives the graph ONNX Runtime's fusions and qu
 The model is loaded with eager attention (``attn_implementation="eager"``) for the same reason; the
 tracer's warnings about Python booleans come from mask helpers whose outcome does not depend on the
 values traced (checked: padded and unpadded traces give the same graph behaviour), and a parity
-check against PyTorch on a padded batch guards that after every export.
+check against PyTorch, on the traced batch and on one of another size and length, guards that after
+every export.
 """
 
 from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +27,17 @@ OUTPUT_NAME = "logits"
 
 
 def model_input_names(model: torch.nn.Module) -> list[str]:
-    """The encoder inputs the model's ``forward`` really takes (DistilBERT has no token_type_ids)."""
+    """The encoder inputs the model really reads: those its ``forward`` takes (DistilBERT, MPNet and
+    ModernBERT take no token_type_ids), less token_type_ids where the config has fewer than two
+    segment embeddings (RoBERTa and XLM-RoBERTa have one, DeBERTa v1 and v3 none: their forward takes
+    the argument and ignores it, and the traced graph would have no such input)."""
     params = inspect.signature(model.forward).parameters
     names = [name for name in CANDIDATE_INPUTS if name in params]
     if "input_ids" not in names:
         raise ValueError(f"{type(model).__name__}.forward takes no input_ids")
+    segments = getattr(getattr(model, "config", None), "type_vocab_size", None)
+    if isinstance(segments, int) and segments < 2 and "token_type_ids" in names:
+        names.remove("token_type_ids")
     return names
 
 
@@ -56,11 +64,14 @@ def export_onnx(
     sample: dict[str, np.ndarray],
     names: list[str],
     *,
+    also: Sequence[dict[str, np.ndarray]] = (),
     opset: int = OPSET,
     tolerance: float = 1e-3,
-) -> None:
-    """Trace ``model`` on ``sample`` (a padded batch of at least two rows) into ``path``, then check
-    that ONNX Runtime reproduces PyTorch's logits on it."""
+) -> list[str]:
+    """Trace ``model`` on ``sample`` (a padded batch of at least two rows) into ``path``, check that
+    ONNX Runtime reproduces PyTorch's logits on it and on the batches ``also`` (other sizes and
+    lengths), and return the graph's inputs: ``names``, less any the model turned out not to read
+    (the tracer drops an input nothing uses)."""
     wrapper = _Logits(model, names).eval()  # export restores the wrapper's mode onto the model: eval, not train
     args = tuple(torch.from_numpy(sample[n]) for n in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {OUTPUT_NAME: {0: "batch"}}
@@ -77,15 +88,25 @@ def export_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    check_parity(path, model, sample, names, tolerance)
+    return check_parity(path, model, [sample, *also], names, tolerance)
 
 
 def check_parity(
-    path: Path, model: torch.nn.Module, sample: dict[str, np.ndarray], names: list[str], tol: float
-) -> None:
+    path: Path, model: torch.nn.Module, batches: Sequence[dict[str, np.ndarray]], names: list[str], tol: float
+) -> list[str]:
+    """Compare ONNX Runtime's logits with PyTorch's on each batch; returns the graph's input names."""
     session = create_session(path, threads=max(1, torch.get_num_threads()))
-    got = session.run([OUTPUT_NAME], {n: sample[n] for n in names})[0]
-    want = torch_logits(model, sample, names)
-    diff = float(np.abs(got - want).max())
-    if not diff <= tol:  # also catches NaN
-        raise RuntimeError(f"ONNX export of {type(model).__name__} is wrong: logits differ from PyTorch by {diff:.3g}")
+    graph_inputs = [i.name for i in session.get_inputs()]
+    if "input_ids" not in graph_inputs or not set(graph_inputs) <= set(names):
+        raise RuntimeError(f"ONNX export of {type(model).__name__} has inputs {graph_inputs}, expected {names}")
+    for batch in batches:
+        got = session.run([OUTPUT_NAME], {n: batch[n] for n in graph_inputs})[0]
+        want = torch_logits(model, batch, names)
+        diff = float(np.abs(got - want).max())
+        if not diff <= tol:  # also catches NaN
+            shape = "x".join(map(str, batch["input_ids"].shape))
+            raise RuntimeError(
+                f"ONNX export of {type(model).__name__} is wrong: logits differ from PyTorch by {diff:.3g} "
+                f"on a {shape} batch"
+            )
+    return [n for n in names if n in graph_inputs]

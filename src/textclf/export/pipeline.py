@@ -47,6 +47,10 @@ from textclf.export.quantization import optimize_graph, quantize_int8
 from textclf.model.encoding import TextEncoder
 
 _SAMPLE = ("a short sample", "a somewhat longer sample text, so that the export batch holds padding")
+# A batch of another size and length (one text as long as max_seq_length allows, one a single word):
+# the traced graph must give PyTorch's logits beyond the shape it was traced with (relative-position
+# families compute buckets from the sequence length, which a careless trace bakes in as a constant).
+_PROBE = ("word", " ".join(_SAMPLE) * 64, _SAMPLE[0])
 
 
 def library_versions() -> dict[str, str]:
@@ -93,8 +97,9 @@ def export_model_dir(
             tokenizer_dir = save_tokenizer(tokenizer, staging, work)
             encoder = TextEncoder.from_dir(staging, options.max_seq_length, options.truncation)
             sample = encoder.pad(encoder.encode(list(_SAMPLE), list(reversed(_SAMPLE)) if options.text_pair else None))
+            probe = encoder.pad(encoder.encode(list(_PROBE), list(reversed(_PROBE)) if options.text_pair else None))
             fp32_onnx = work / "model.fp32.onnx"
-            export_onnx(model, fp32_onnx, sample, names)
+            names = export_onnx(model, fp32_onnx, sample, names, also=[probe])
             quantization: dict[str, Any] = {"method": "none"}
             if options.precision == "int8":
                 source = fp32_onnx

@@ -12,7 +12,6 @@ but tensors is refused as a ``ModelLoadError``.
 
 from __future__ import annotations
 
-import inspect
 import pickle
 import tempfile
 from dataclasses import dataclass
@@ -23,7 +22,8 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from textclf.errors import ModelLoadError
-from textclf.train import archives, checkpoints
+from textclf.export.onnx_graph import model_input_names
+from textclf.train import archives, checkpoints, families
 from textclf.train.data import LabelMap
 
 PRETRAINED_CHANNEL = "pretrained"
@@ -133,6 +133,7 @@ def load(source: ModelSource, label_map: LabelMap, max_seq_length: int) -> Loade
             problem_type=problem_type,
             local_files_only=source.is_local,
         )
+        families.check(config.to_dict(), repr(where))  # a job was refused (or warned) by load_tokenizer already
         model = AutoModelForSequenceClassification.from_pretrained(
             where, config=config, dtype=torch.float32, ignore_mismatched_sizes=True, **_weights_kwargs(source)
         )
@@ -145,13 +146,12 @@ def load(source: ModelSource, label_map: LabelMap, max_seq_length: int) -> Loade
         ) from None
     except (OSError, ValueError, KeyError) as exc:
         raise _not_found(source, exc) from None
-    tokenizer = load_tokenizer(source)
-    limit = getattr(config, "max_position_embeddings", None)
-    if isinstance(limit, int) and max_seq_length > limit:
-        raise ModelLoadError(f"max_seq_length {max_seq_length} exceeds the model's {limit} positions ({where})")
-    accepted = inspect.signature(model.forward).parameters
-    inputs = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted)
-    return LoadedModel(model, tokenizer, source, inputs)
+    tokenizer = _load_tokenizer(source)
+    limit = families.max_tokens(config.to_dict())
+    if limit is not None and max_seq_length > limit:
+        raise ModelLoadError(f"max_seq_length {max_seq_length} exceeds the {limit} tokens the model's positions allow "
+                             f"({where})")  # fmt: skip
+    return LoadedModel(model, tokenizer, source, tuple(model_input_names(model)))
 
 
 def _not_found(source: ModelSource, exc: BaseException) -> ModelLoadError:
@@ -159,8 +159,40 @@ def _not_found(source: ModelSource, exc: BaseException) -> ModelLoadError:
     return ModelLoadError(f"cannot load the pretrained model {source.location!r}; looked in {looked}")
 
 
+def check_family(source: ModelSource) -> families.Verdict:
+    """Read the model's config.json and refuse a family textclf does not support (``families.check``),
+    before its tokenizer, its weights or the data are loaded; an encoder outside the table is
+    allowed with a warning in the log."""
+    where = source.location
+    if source.is_local:
+        config_file = Path(where) / "config.json"
+        try:
+            config = families.read_config(config_file.read_text(encoding="utf-8"), repr(where))
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read {config_file}: {exc}") from None
+    else:
+        from transformers import PretrainedConfig
+
+        try:
+            config, _ = PretrainedConfig.get_config_dict(where)
+        except OSError as exc:  # a hub id that is not there: every place looked at is the answer
+            raise _not_found(source, exc) from None
+    verdict = families.check(config, repr(where))
+    if verdict.warning:
+        print(f"warning: {verdict.warning}", flush=True)
+    return verdict
+
+
 def load_tokenizer(source: ModelSource) -> Any:
-    """The model's fast tokenizer (a transformers ``PreTrainedTokenizerFast``), or a clear refusal."""
+    """The model's fast tokenizer (a transformers ``PreTrainedTokenizerFast``), or a clear refusal.
+
+    The model's family is checked first (``check_family``): this is the first thing ``train`` reads
+    of the pretrained model, right after finding it."""
+    check_family(source)
+    return _load_tokenizer(source)
+
+
+def _load_tokenizer(source: ModelSource) -> Any:
     where = source.location
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=source.is_local)
