@@ -269,6 +269,44 @@ def test_bad_requests_are_400_naming_the_problem(stack: ServeProcess, body, cont
     assert_error(post(stack, body, content_type), 400, fragment)
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "fragment"),
+    [
+        (b"\x00\x00\x00\n", "text/csv", "row 1 text is empty (only invisible characters: U+0000 control)"),
+        ("ok\n\u200b\u200d\n".encode(), "text/csv", "row 2 text is empty (only invisible characters: U+200B"),
+        (b"ok\n\x00\nok\n", "text/plain", "line 2 is empty (only invisible characters: U+0000 control)"),
+        ("ok\n\u3000\u200b\n".encode(), "text/plain", "line 2 is empty (only whitespace and invisible characters"),
+        ('{"inputs": ["ok", ""]}', "application/json", "inputs[1] is empty: every text must contain something"),
+        ('{"inputs": ["ok", "\\u200b\\ufeff"]}', "application/json", "inputs[1] is empty (only invisible"),
+        ('{"inputs": "\\u0000"}', "application/json", "inputs is empty (only invisible characters: U+0000"),
+        ('"ok"\n"\\u0000"\n', "application/jsonlines", "line 2 is empty (only invisible characters: U+0000"),
+        ('"ok"\n{"text": " "}\n', "application/jsonlines", "line 2.text is empty (only whitespace)"),
+    ],
+    ids=[
+        "csv-nul-body",
+        "csv-zero-width",
+        "plain-nul",
+        "plain-space-zero-width",
+        "json-empty",
+        "json-zero-width",
+        "json-nul",
+        "jsonlines-nul",
+        "jsonlines-blank",
+    ],
+)
+def test_texts_that_are_not_text_are_400_and_never_classified(
+    stack: ServeProcess, body, content_type: str, fragment: str
+) -> None:
+    """The rule training applies to its rows (textclf.model.text_validity): a text with nothing to
+    classify is a 400 naming the record, and the model never runs on the request."""
+    error = assert_error(post(stack, body, content_type), 400, fragment)
+    deadline = time.monotonic() + 5
+    while error["request_id"] not in stack.stdout() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (line,) = [json.loads(x) for x in stack.stdout().splitlines() if error["request_id"] in x]
+    assert (line["status"], line["model_inputs"]) == (400, 0)
+
+
 def test_bad_custom_attribute_names_the_key(stack: ServeProcess) -> None:
     response = post_json(stack, {"inputs": "x"}, **{CA: "top_k=many;trace=1"})
     assert_error(response, 400, "custom attribute top_k='many'")
@@ -377,4 +415,14 @@ def test_batch_transform_mode_takes_chunked_bodies_and_answers_one_line_per_reco
         assert response.status_code == 200, response.text
         assert not response.text.endswith("\n")
         assert len(response.text.split("\n")) == len(texts)
+        # a record with nothing to classify: the mini-batch is refused naming the record, as outside batch mode
+        records = [json.dumps({"text": t}) for t in texts]
+        records[3] = json.dumps({"text": "\u0000\u0000"})
+        refused = requests.post(
+            serve.url("/invocations"),
+            data="\n".join(records),
+            headers={"Content-Type": "application/jsonlines"},
+            timeout=60,
+        )
+        assert_error(refused, 400, "line 4.text is empty (only invisible characters: U+0000 control)")
         assert requests.get(serve.url("/execution-parameters"), timeout=10).json()["MaxPayloadInMB"] == 100

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 DEFAULT_WORDS = (
@@ -64,12 +65,42 @@ def make_tiny_model(
     ``labels=None``, a bare ``BertModel`` encoder, like a hub checkpoint before fine-tuning.
     ``dropout=0`` makes training deterministic across process layouts. Returns ``directory``.
     """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = make_tokenizer(directory, words)
+    return save_tiny_bert(
+        directory,
+        tokenizer,
+        labels,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        max_position_embeddings=max_position_embeddings,
+        problem_type=problem_type,
+        seed=seed,
+        dropout=dropout,
+    )
+
+
+def save_tiny_bert(
+    directory: str | Path,
+    tokenizer: Any,
+    labels: Sequence[str] | None = ("negative", "positive"),
+    *,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    max_position_embeddings: int = 128,
+    problem_type: str = "single_label",
+    seed: int = 0,
+    dropout: float = 0.1,
+) -> Path:
+    """A tiny random BERT over ``tokenizer`` (a transformers tokenizer already saved in ``directory``),
+    as ``make_tiny_model`` describes; returns ``directory``."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_tokenizer(directory, words)
     config = BertConfig(
         vocab_size=len(tokenizer.get_vocab()),
         hidden_size=hidden_size,

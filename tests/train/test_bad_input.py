@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support.training import SageMakerTree, keyword_rows, write_csv
+from support.training import SageMakerTree, keyword_rows, write_csv, write_jsonl
 from textclf import errors
 from textclf.contract import opt_ml as environment
 from textclf.train import job as train_job
@@ -44,6 +44,25 @@ def empty_text_at_line_4(sm: SageMakerTree) -> None:
     write_csv(sm.channel("train") / "train.csv", rows)
 
 
+def invisible_text_at_line_4(channel: str, text: str) -> Callable[[SageMakerTree], None]:
+    """A text with nothing to classify (textclf.model.text_validity, the rule serving applies too)."""
+
+    def mutate(sm: SageMakerTree) -> None:
+        rows = keyword_rows(20, seed=5)
+        rows[2]["text"] = text
+        write_csv(sm.channel(channel) / f"{channel}.csv", rows)
+
+    return mutate
+
+
+def blank_pair_at_line_3(sm: SageMakerTree) -> None:
+    rows = [{**row, "pair": "see above"} for row in keyword_rows(20, seed=8)]
+    rows[2]["pair"] = "\u00a0\u3000"  # no-break and ideographic spaces: whitespace
+    (sm.channel("train") / "train.csv").unlink()
+    write_jsonl(sm.channel("train") / "train.jsonl", rows)
+    sm.hyperparameters({"text_pair_column": "pair"})
+
+
 def unknown_label_in(channel: str) -> Callable[[SageMakerTree], None]:
     def mutate(sm: SageMakerTree) -> None:
         rows = keyword_rows(20, seed=6)
@@ -70,7 +89,16 @@ def hyperparameter(**values: str) -> Callable[[SageMakerTree], None]:
         (drop_channel("train"), r"^channel 'train' not found; channels found: pretrained, test, validation$"),
         (empty_file, r"zz-empty\.csv is empty"),
         (hyperparameter(text_column="sentence"), r"train\.csv: no column 'sentence' \(columns found: text, label\)"),
-        (empty_text_at_line_4, r"train\.csv line 4: empty text in column 'text'"),
+        (empty_text_at_line_4, r"train\.csv line 4: the text in column 'text' is empty \(only whitespace\)$"),
+        (
+            invisible_text_at_line_4("train", "\x00\x00\x00"),
+            r"train\.csv line 4: the text in column 'text' is empty \(only invisible characters: U\+0000 control\)$",
+        ),
+        (
+            invisible_text_at_line_4("validation", "\u200b\u200d\u2060"),
+            r"validation\.csv line 4: the text in column 'text' is empty \(only invisible characters: U\+200B ZERO",
+        ),
+        (blank_pair_at_line_3, r"train\.jsonl line 3: the text in column 'pair' is empty \(only whitespace\)$"),
         (unknown_label_in("validation"), r"unknown label 'music' in validation at .*validation\.csv line 7"),
         (unknown_label_in("test"), r"unknown label 'music' in test at .*test\.csv line 7"),
         (single_class, r"train holds a single class 'tech'"),
@@ -83,6 +111,9 @@ def hyperparameter(**values: str) -> Callable[[SageMakerTree], None]:
         "empty-file",
         "missing-column",
         "empty-text",
+        "nul-text",
+        "zero-width-text-in-validation",
+        "blank-text-pair",
         "unknown-label-validation",
         "unknown-label-test",
         "single-class",

@@ -1,4 +1,5 @@
-"""Reading training data: formats, gzip, several files, TSV without quoting, multi-label, errors."""
+"""Reading training data: formats, gzip, several files, TSV without quoting, multi-label, byte-order
+marks, texts that are not text, errors."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def test_text_pairs(tmp_path: Path) -> None:
         ("a.csv", "", r"a\.csv is empty"),
         ("a.csv", "text,label\n", r"a\.csv is empty"),
         ("a.csv", "body,label\nx,y\n", r"no column 'text' \(columns found: body, label\)"),
-        ("a.csv", "text,label\nok,a\n  ,b\n", r"a\.csv line 3: empty text"),
+        ("a.csv", "text,label\nok,a\n  ,b\n", r"a\.csv line 3: the text in column 'text' is empty \(only whitespace\)"),
         ("a.csv", "text,label\nok,\n", r"a\.csv line 2: empty label"),
         ("a.tsv", "text\tlabel\nhas\ta\ttab\n", r"a\.tsv line 2 has 3 fields, the header has 2"),
         ("a.jsonl", '{"text": "a", "label": "x"}\n[1, 2]\n', r"a\.jsonl line 2 is a JSON list"),
@@ -108,6 +109,89 @@ def test_text_pairs(tmp_path: Path) -> None:
 def test_bad_files_name_file_and_line(tmp_path: Path, name: str, body: str, message: str) -> None:
     with pytest.raises(DataError, match=message):
         data.read_file(write(tmp_path / name, body), COLUMNS)
+
+
+# -- byte-order marks, scripts, texts that are not text ----------------------------------------------
+BOM = "\ufeff"
+FORMAT_BODIES = {
+    "csv": 'text,label\n这部电影很好！,正面\n"剧情，太差了",负面\n',
+    "tsv": "text\tlabel\n这部电影很好！\t正面\n剧情，太差了\t负面\n",
+    "jsonl": '{"text": "这部电影很好！", "label": "正面"}\n'  # the second as \u escapes
+    '{"text": "\\u5267\\u60c5\\uff0c\\u592a\\u5dee\\u4e86", "label": "\\u8d1f\\u9762"}\n',
+    "json": '{"text": "这部电影很好！", "label": "正面"}\r\n{"text": "剧情，太差了", "label": "负面"}\r\n',
+}
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("bom", [False, True], ids=["no-bom", "bom"])
+@pytest.mark.parametrize("fmt", list(FORMAT_BODIES))
+def test_chinese_files_with_and_without_a_byte_order_mark(tmp_path: Path, fmt: str, bom: bool, gz: bool) -> None:
+    """UTF-8 with a BOM (what Excel and Notepad write) reads exactly like UTF-8 without one, in every
+    format: the header's first column (or the first JSON key) is "text", not "\ufefftext"."""
+    name = f"a.{fmt}" + (".gz" if gz else "")
+    ds = data.read_file(write(tmp_path / name, (BOM if bom else "") + FORMAT_BODIES[fmt], gz=gz), COLUMNS)
+    assert ds.texts == ["这部电影很好！", "剧情，太差了"]
+    assert ds.labels == [("正面",), ("负面",)]
+    assert [line for _, line in ds.sources] == ([2, 3] if fmt in ("csv", "tsv") else [1, 2])
+
+
+def test_json_lines_joined_with_cat_keep_their_marks_and_line_separators_stay_in_the_text(tmp_path: Path) -> None:
+    """Files joined with ``cat`` carry a BOM at the start of a line; U+2028 / U+2029 / U+0085 may
+    stand raw in a JSON string (json.dumps(ensure_ascii=False) writes them) and end no line."""
+    first = json.dumps({"text": "第一\u2028行", "label": "a"}, ensure_ascii=False)
+    second = json.dumps({"text": "second\u2029para\u0085graph", "label": "b"}, ensure_ascii=False)
+    f = write(tmp_path / "joined.jsonl", BOM + first + "\n" + BOM + second + "\n")
+    ds = data.read_file(f, COLUMNS)
+    assert ds.texts == ["第一\u2028行", "second\u2029para\u0085graph"]
+    assert [line for _, line in ds.sources] == [1, 2]
+
+
+def test_utf16_file_is_named_as_such(tmp_path: Path) -> None:
+    f = tmp_path / "a.csv"
+    f.write_bytes("text,label\n好,a\n".encode("utf-16"))
+    with pytest.raises(DataError, match=r"a\.csv is UTF-16 .*save it as UTF-8"):
+        data.read_file(f, COLUMNS)
+
+
+INVALID_TEXTS = {
+    "empty": ('""', r"is empty$"),
+    "whitespace": (r'"  \t "', r"is empty \(only whitespace\)"),
+    "ideographic-space": (r'"\u3000\u3000"', r"is empty \(only whitespace\)"),
+    "nul": (r'"\u0000\u0000"', r"is empty \(only invisible characters: U\+0000 control\)"),
+    "zero-width": (r'"\u200b\u200d\ufeff"', r"is empty \(only invisible characters: U\+200B ZERO WIDTH SPACE, U\+200D"),
+    "private-use": (r'"\ue000"', r"is empty \(only invisible characters: U\+E000 private use\)"),
+    "null": ("null", r"is empty$"),
+    "surrogate": (r'"ok \ud800"', r"holds an unpaired surrogate \\ud800 at character 3"),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_TEXTS))
+def test_texts_that_are_not_text_are_refused_naming_file_line_and_column(tmp_path: Path, case: str) -> None:
+    """The serving rule (textclf.model.text_validity), here for JSON Lines: every JSON escape can be written."""
+    value, message = INVALID_TEXTS[case]
+    body = '{"text": "fine", "label": "a"}\n' + f'{{"text": {value}, "label": "b"}}\n'
+    with pytest.raises(DataError, match=r"a\.jsonl line 2: the text in column 'text' " + message):
+        data.read_file(write(tmp_path / "a.jsonl", body), COLUMNS)
+    pair = f'{{"text": "fine", "pair": {value}, "label": "b"}}\n'
+    with pytest.raises(DataError, match=r"b\.jsonl line 1: the text in column 'pair' " + message):
+        data.read_file(write(tmp_path / "b.jsonl", pair), Columns("text", "pair", "label"))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_nul_and_zero_width_cells_are_refused_in_delimited_files(tmp_path: Path, fmt: str) -> None:
+    sep = "," if fmt == "csv" else "\t"
+    cases = (("\x00\x00", "invisible characters: U\\+0000 control"), ("\u200b \u200c", "whitespace and invisible"))
+    for cell, shown in cases:
+        f = write(tmp_path / f"a.{fmt}", f"text{sep}label\nfine{sep}a\n{cell}{sep}b\n")
+        with pytest.raises(DataError, match=rf"a\.{fmt} line 3: the text in column 'text' is empty \(only {shown}"):
+            data.read_file(f, COLUMNS)
+
+
+def test_text_with_invisible_characters_among_visible_ones_is_kept_as_it_is(tmp_path: Path) -> None:
+    """The rule only refuses texts with nothing visible; it never edits one (normalisation is the tokenizer's)."""
+    texts = ["a\x00b", "\u200fשלום\u200f", "👨\u200d👩\u200d👧", "\u0301", "e\u0301", "\U0001fae8"]
+    f = write(tmp_path / "a.jsonl", "".join(json.dumps({"text": t, "label": "x"}) + "\n" for t in texts))
+    assert data.read_file(f, COLUMNS).texts == texts
 
 
 def test_undecodable_file_names_the_line(tmp_path: Path) -> None:

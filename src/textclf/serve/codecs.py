@@ -14,10 +14,19 @@ Requests (``Content-Type``; a missing one means ``application/json``; charset mu
 
 In the line formats, trailing empty lines are ignored and an empty line in the middle is an
 error: answers map one to one onto lines, and a skipped line would shift every answer after it.
+A byte-order mark at the start of the body (and, in JSON Lines, of a line) is not content.
+
+Every text (and text pair) must hold something to classify, by the one rule of
+``textclf.model.text_validity`` that training applies to its rows: an empty text, or one of only
+whitespace and invisible characters (NUL bytes, zero-width spaces, ...), or one holding an unpaired
+surrogate, is a 400 naming the record (``inputs[3]``, ``line 7``, ``row 2 text_pair``); no text of
+the request is classified.
 
 Responses (``Accept``; missing or ``*/*``: ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` if set, else
 the request type's own answer: JSON for JSON, JSON Lines for JSON Lines and text/plain, CSV for
-CSV). One *result* is the list ``[{"label", "score"}, ...]`` of one input, best first:
+CSV). Answers are UTF-8, JSON included (RFC 8259): labels in any script are written as they are,
+never as ``\\u`` escapes (``application/json`` has no charset parameter; CSV says
+``charset=utf-8``). One *result* is the list ``[{"label", "score"}, ...]`` of one input, best first:
 
 - ``application/json``: a single input (a string or one pair object) answers with its result;
   a list answers with a list of results, one per input (also for a one-element list).
@@ -36,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textclf.errors import RequestError
+from textclf.model import text_validity
 from textclf.model.prediction import Prediction
 
 JSON = "application/json"
@@ -144,28 +154,27 @@ def negotiate(accept: str | None, request_media: str, default: str = "") -> str:
 
 
 # -- decoding -------------------------------------------------------------------------------------------
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def _text(body: bytes) -> str:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RequestError(f"the body is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+        hint = " (it starts with a UTF-16 byte-order mark)" if body.startswith(_UTF16_BOMS) else ""
+        raise RequestError(f"the body is not valid UTF-8{hint}: {exc.reason} at byte {exc.start}") from None
     return text.removeprefix("\ufeff")  # a byte-order mark is not content
 
 
 def _check_text(value: Any, where: str) -> str:
+    """``value`` if it is a text that can be classified (``textclf.model.text_validity``); else a 400."""
     if value is None:
         raise RequestError(f"{where} is null: every text must be a string")
     if not isinstance(value, str):
         raise RequestError(f"{where} must be a string, got {_kind(value)}")
-    if not value.strip():
-        raise RequestError(f"{where} is empty: every text must contain something to classify")
-    try:  # JSON's \ud800 escapes decode to lone surrogates, which no tokenizer or encoder takes
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise RequestError(
-            f"{where} holds an unpaired surrogate \\u{ord(value[exc.start]):04x} at character {exc.start}: "
-            "texts must be valid Unicode"
-        ) from None
+    if (problem := text_validity.problem(value)) is not None:
+        empty = ": every text must contain something to classify" if problem.startswith("is empty") else ""
+        raise RequestError(f"{where} {problem}{empty}")
     return value
 
 
@@ -269,7 +278,7 @@ def _decode_jsonlines(text: str) -> Inputs:
     items = []
     for number, line in enumerate(_lines(text, "JSON Lines"), 1):
         where = f"line {number}"
-        record = _load_json(line, f"{where}: ")
+        record = _load_json(line.removeprefix("\ufeff"), f"{where}: ")
         if isinstance(record, dict):
             if "parameters" in record:
                 raise RequestError(
@@ -319,7 +328,8 @@ def _decode_csv(text: str) -> Inputs:
 
 
 def _decode_plain(text: str) -> Inputs:
-    return Inputs(_lines(text, "text/plain"), None, False, TEXT)
+    lines = _lines(text, "text/plain")
+    return Inputs([_check_text(line, f"line {number}") for number, line in enumerate(lines, 1)], None, False, TEXT)
 
 
 _DECODERS = {JSON: _decode_json, JSONLINES: _decode_jsonlines, CSV: _decode_csv, TEXT: _decode_plain}

@@ -1,9 +1,13 @@
 """Training data: CSV / TSV / JSON Lines files (optionally gzip) read into texts and label names.
 
 Channels: ``train`` (required), ``validation`` (else a stratified split of ``train``), ``test``
-(optional). A channel is a directory of files, read in sorted order. Every problem a user can put
-in the data fails with a ``DataError`` that names the file and line. Labels are names: an integer
-label ``1`` becomes the name ``"1"``; ``LabelMap`` turns names into the model's ids.
+(optional). A channel is a directory of files, read in sorted order. Files are UTF-8, with or
+without a byte-order mark (at the start of a file, and of a JSON line: files joined with ``cat`` keep
+theirs). Every problem a user can put in the data fails with a ``DataError`` that names the file and
+line. A text (and a text pair) must hold something to classify, by the rule serving applies to
+requests (``textclf.model.text_validity``): empty, whitespace-only, NUL-only and zero-width-only
+texts are refused, never trained on. Labels are names: an integer label ``1`` becomes the name
+``"1"``; ``LabelMap`` turns names into the model's ids.
 
 Only the standard library, numpy and scikit-learn are imported: bad data fails before torch is loaded.
 """
@@ -27,6 +31,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from textclf.errors import ConfigError, DataError
+from textclf.model import text_validity
 from textclf.train.hyperparameters import Hyperparameters
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -158,7 +163,7 @@ def channel_files(name: str, directory: Path) -> list[Path]:
 
 
 def _read_text(path: Path) -> str:
-    """The whole file as text: gunzipped if ``.gz``, UTF-8 (a BOM is allowed)."""
+    """The whole file as text: gunzipped if ``.gz``, UTF-8 (a byte-order mark at the start is dropped)."""
     try:
         raw = path.read_bytes()
         if path.name.lower().endswith(".gz"):
@@ -170,6 +175,8 @@ def _read_text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise DataError(f"{path} is UTF-16 (it starts with a UTF-16 byte-order mark): save it as UTF-8") from None
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(f"{path} line {line} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
@@ -203,10 +210,13 @@ def _labels_of(value: Any, multi_label: bool, delimiter: str, where: str) -> tup
 
 
 def _text_of(value: Any, column: str, where: str) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise DataError(f"{where}: empty text in column {column!r}")
+    """The text of a cell, if it can be classified (``textclf.model.text_validity``, as in serving)."""
+    if value is None:
+        value = ""  # a JSON null, or a missing CSV cell: empty
     if not isinstance(value, str):
         raise DataError(f"{where}: column {column!r} must hold text, got {type(value).__name__} {value!r}")
+    if (problem := text_validity.problem(value)) is not None:
+        raise DataError(f"{where}: the text in column {column!r} {problem}")
     return value
 
 
@@ -239,8 +249,15 @@ def _delimited_rows(path: Path, text: str, delimiter: str) -> Iterator[tuple[int
         raise DataError(f"{path} line {reader.line_num}: {exc}") from None
 
 
+def _json_lines(text: str) -> list[str]:
+    """Lines split at CR, LF and CRLF only: JSON strings hold no raw CR or LF, but may hold U+2028,
+    U+2029 and U+0085, where ``str.splitlines`` would cut a record in two."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def _json_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for line, content in enumerate(text.splitlines(), start=1):
+    for line, content in enumerate(_json_lines(text), start=1):
+        content = content.removeprefix("\ufeff")  # files joined with cat keep their byte-order marks
         if not content.strip():
             continue
         try:
