@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -220,16 +221,30 @@ def _refused(aws: Aws, what: str, permission: str, switch: str, exc: ClientError
     )
 
 
+_Setting = TypeVar("_Setting")
+
+
+def _current(
+    aws: Aws, read: Callable[[], _Setting], absent: tuple[str, _Setting], what: str, permission: str, switch: str
+) -> _Setting:
+    """A bucket setting as S3 has it now, or ``absent[1]`` when S3 answers ``absent[0]`` (none set yet);
+    any other error is a refusal naming the permission and the switch."""
+    try:
+        return read()
+    except ClientError as exc:
+        if _code(exc) != absent[0]:
+            raise _refused(aws, what, permission, switch, exc) from None
+        return absent[1]
+
+
 def _encryption(aws: Aws, key_arn: str | None) -> None:
     s3 = aws.client("s3")
-    try:
-        rules = s3.get_bucket_encryption(Bucket=aws.bucket)["ServerSideEncryptionConfiguration"]["Rules"]
-    except ClientError as exc:
-        if _code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
-            raise _refused(
-                aws, "read its default encryption", "GetEncryptionConfiguration", "bucket_encryption", exc
-            ) from None
-        rules = []
+    rules: list[dict[str, Any]] = _current(
+        aws,
+        lambda: s3.get_bucket_encryption(Bucket=aws.bucket)["ServerSideEncryptionConfiguration"]["Rules"],
+        ("ServerSideEncryptionConfigurationNotFoundError", []),
+        "read its default encryption", "GetEncryptionConfiguration", "bucket_encryption",
+    )  # fmt: skip
     defaults = [r.get("ApplyServerSideEncryptionByDefault", {}) for r in rules]
     if key_arn is None and defaults:
         return  # any default encryption will do without a key of our own (S3 gives every new bucket SSE-S3)
@@ -275,14 +290,12 @@ def _noncurrent_expiry(aws: Aws, days: int) -> None:
         "Status": "Enabled",
         "NoncurrentVersionExpiration": {"NoncurrentDays": days},
     }
-    try:
-        rules = s3.get_bucket_lifecycle_configuration(Bucket=aws.bucket)["Rules"]
-    except ClientError as exc:
-        if _code(exc) != "NoSuchLifecycleConfiguration":
-            raise _refused(
-                aws, "read its lifecycle rules", "GetLifecycleConfiguration", "bucket_versioning", exc
-            ) from None
-        rules = []
+    rules: list[dict[str, Any]] = _current(
+        aws,
+        lambda: s3.get_bucket_lifecycle_configuration(Bucket=aws.bucket)["Rules"],
+        ("NoSuchLifecycleConfiguration", []),
+        "read its lifecycle rules", "GetLifecycleConfiguration", "bucket_versioning",
+    )  # fmt: skip
     if any(_same_rule(r, rule) for r in rules):
         return
     others = [r for r in rules if r.get("ID") != NONCURRENT_RULE_ID]
@@ -314,12 +327,13 @@ def _same_statement(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 def _tls_only(aws: Aws) -> None:
     s3 = aws.client("s3")
-    try:
-        policy = json.loads(s3.get_bucket_policy(Bucket=aws.bucket)["Policy"])
-    except ClientError as exc:
-        if _code(exc) != "NoSuchBucketPolicy":
-            raise _refused(aws, "read its bucket policy", "GetBucketPolicy", "bucket_tls_only", exc) from None
-        policy = {"Version": "2012-10-17", "Statement": []}
+    document: str = _current(
+        aws,
+        lambda: s3.get_bucket_policy(Bucket=aws.bucket)["Policy"],
+        ("NoSuchBucketPolicy", '{"Version": "2012-10-17", "Statement": []}'),
+        "read its bucket policy", "GetBucketPolicy", "bucket_tls_only",
+    )  # fmt: skip
+    policy: dict[str, Any] = json.loads(document)
     statements = policy.get("Statement", [])
     statements = [statements] if isinstance(statements, dict) else list(statements)
     wanted = tls_only_statement(aws)
