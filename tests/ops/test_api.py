@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,7 +15,9 @@ from cfnlint.decode import decode
 
 from ops import api
 from ops.invoke import build_request
+from support import loopback
 from support.aws import Calls, set_api_gateway_log_role
+from support.loopback import QuietHandler
 
 TEMPLATE_PARAMETERS = set(decode(str(api.TEMPLATE))[0]["Parameters"])
 
@@ -129,10 +129,10 @@ def test_api_key_value_is_looked_up(aws: Any) -> None:
         assert api.api_key(aws) == "the-key"
 
 
-class _Recorder(BaseHTTPRequestHandler):
+class _Recorder(QuietHandler):
     seen: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).seen.append(({k.lower(): v for k, v in self.headers.items()}, body))
         status = 403 if "x-api-key" in self.headers and self.headers["x-api-key"] == "wrong" else 200
@@ -142,19 +142,13 @@ class _Recorder(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'[{"label": "pos"}]' if status == 200 else b'{"message": "Forbidden"}')
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def local_api() -> Iterator[str]:
     """A stand-in for API Gateway on the loopback interface."""
     _Recorder.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/invocations"
-    server.shutdown()
-    server.server_close()
+    with loopback.serve(_Recorder) as url:
+        yield f"{url}/v1/invocations"
 
 
 def test_call_with_an_api_key(aws: Any, local_api: str) -> None:

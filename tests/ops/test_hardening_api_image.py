@@ -11,10 +11,8 @@ import hmac
 import json
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,7 +24,9 @@ from ops import api, batch, endpoint, image, training, variants
 from ops.aws import NO_IMAGE_TAG, OpsError
 from ops.config import ApiSection, ConfigError, ImageSection, OpsConfig, load
 from ops.invoke import build_request
+from support import loopback
 from support.aws import IMAGE_TAGS, REGION, Calls, image_manifest, pinned_image, set_api_gateway_log_role
+from support.loopback import QuietHandler
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
@@ -396,13 +396,13 @@ def verify_sigv4(
     return hmac.compare_digest(hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest(), found["signature"])
 
 
-class _Gateway(BaseHTTPRequestHandler):
+class _Gateway(QuietHandler):
     """A stand-in for API Gateway under IAM auth: 403 unless the SigV4 signature verifies."""
 
     seen: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
     secret = ""  # the session's secret key, set by the test
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         body = self.rfile.read(int(self.headers["Content-Length"]))
         headers = {k.lower(): v for k, v in self.headers.items()}
         type(self).seen.append((self.path, headers, body))
@@ -414,18 +414,12 @@ class _Gateway(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'[{"label": "pos"}]' if ok else b'{"message": "Missing Authentication Token"}')
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def gateway() -> Iterator[str]:
     _Gateway.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/invocations"
-    server.shutdown()
-    server.server_close()
+    with loopback.serve(_Gateway) as url:
+        yield f"{url}/v1/invocations"
 
 
 @pytest.mark.parametrize("session_token", [None, "a-session-token"], ids=["keys", "temporary-credentials"])

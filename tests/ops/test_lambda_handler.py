@@ -7,10 +7,8 @@ import io
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,6 +16,8 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from ops.apigw import handler as lam
+from support import loopback
+from support.loopback import QuietHandler
 
 ENDPOINT = "textclf-test"
 SECRETS = ("SECRET-KEY-123", "Bearer SECRET-TOKEN", "user=SECRET-ATTR", "SECRET-BODY")
@@ -257,26 +257,20 @@ def test_allowed_content_types_come_from_the_environment(stub: Stubber, monkeypa
     assert lam.handler(v1_event(), Context())["statusCode"] == 415
 
 
-class _SlowModel(BaseHTTPRequestHandler):
+class _SlowModel(QuietHandler):
     hits = 0
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         type(self).hits += 1
         time.sleep(1.5)
         self.send_response(200)
         self.end_headers()
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 def test_read_timeout_is_a_502_and_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     """A real socket timeout against a slow server on the loopback interface."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowModel)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{server.server_address[1]}")
+    with loopback.serve(_SlowModel) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", url)
         monkeypatch.setenv("SAGEMAKER_READ_TIMEOUT_S", "0.3")
         started = time.monotonic()
         result = lam.handler(v1_event(), Context())
@@ -285,9 +279,6 @@ def test_read_timeout_is_a_502_and_is_not_retried(monkeypatch: pytest.MonkeyPatc
         assert time.monotonic() - started < 1.4
         assert lam._runtime().meta.config.read_timeout == 0.3
         assert _SlowModel.hits == 1
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_default_read_timeout_is_70_seconds() -> None:

@@ -49,37 +49,13 @@ def make_tiny_model(
     directory: str | Path,
     labels: Sequence[str] | None = ("negative", "positive"),
     words: Iterable[str] = DEFAULT_WORDS,
-    *,
-    hidden_size: int = 32,
-    num_layers: int = 2,
-    num_heads: int = 2,
-    max_position_embeddings: int = 128,
-    problem_type: str = "single_label",
-    seed: int = 0,
-    dropout: float = 0.1,
+    **shape: Any,
 ) -> Path:
-    """Write a tiny random BERT (and its tokenizer over ``words``) as a Hugging Face directory.
-
-    With ``labels``, a ``BertForSequenceClassification`` whose config carries ``id2label``/
-    ``label2id`` and ``problem_type`` (``"single_label"`` or ``"multi_label"``); with
-    ``labels=None``, a bare ``BertModel`` encoder, like a hub checkpoint before fine-tuning.
-    ``dropout=0`` makes training deterministic across process layouts. Returns ``directory``.
-    """
+    """Write a tiny random BERT and its tokenizer over ``words`` as a Hugging Face directory;
+    ``labels`` and ``shape`` (hidden_size, seed, dropout, ...) as ``save_tiny_bert`` takes them."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = make_tokenizer(directory, words)
-    return save_tiny_bert(
-        directory,
-        tokenizer,
-        labels,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        max_position_embeddings=max_position_embeddings,
-        problem_type=problem_type,
-        seed=seed,
-        dropout=dropout,
-    )
+    return save_tiny_bert(directory, make_tokenizer(directory, words), labels, **shape)
 
 
 def save_tiny_bert(
@@ -95,8 +71,14 @@ def save_tiny_bert(
     seed: int = 0,
     dropout: float = 0.1,
 ) -> Path:
-    """A tiny random BERT over ``tokenizer`` (a transformers tokenizer already saved in ``directory``),
-    as ``make_tiny_model`` describes; returns ``directory``."""
+    """Write a tiny random BERT over ``tokenizer`` (a transformers tokenizer already saved in
+    ``directory``) into ``directory``; returns it.
+
+    With ``labels``, a ``BertForSequenceClassification`` whose config carries ``id2label``/
+    ``label2id`` and ``problem_type`` (``"single_label"`` or ``"multi_label"``); with
+    ``labels=None``, a bare ``BertModel`` encoder, like a hub checkpoint before fine-tuning.
+    ``dropout=0`` makes training deterministic across process layouts.
+    """
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
