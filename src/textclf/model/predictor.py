@@ -13,15 +13,14 @@ scale per batch tensor. Labels do not move unless two scores are that close.
 A caller may bound a call with a ``Budget`` (the serving layer does, per request): it is told how
 many model inputs the call needs before any sliding window is built, and may refuse; and it sets a
 deadline, checked between micro-batches and also inside one (ONNX Runtime's ``RunOptions.terminate``,
-set by a timer), so a call past its deadline stops within one kernel and frees its thread.
+set by the process's ``textclf.model.watchdog``), so a call past its deadline stops within one kernel
+and frees its thread.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +32,7 @@ from textclf.errors import ArtifactError
 from textclf.model.cache import CacheInfo, ResultCache
 from textclf.model.encoding import Encoded, TextEncoder
 from textclf.model.prediction import LabelScore, Prediction, probabilities
+from textclf.model.watchdog import WATCHDOG
 
 
 class Budget(Protocol):
@@ -60,22 +60,6 @@ class DeadlineExceededError(TimeoutError):
         super().__init__(f"the model classified {done} of {total} inputs before it was stopped")
         self.done = done
         self.total = total
-
-
-@contextlib.contextmanager
-def _terminate_at(deadline: float | None, options: ort.RunOptions) -> Iterator[None]:
-    """Set ``options.terminate`` at ``deadline``: ONNX Runtime checks it between kernels, so a run in
-    progress fails within one kernel instead of holding the thread to the end of its micro-batch."""
-    if deadline is None:
-        yield
-        return
-    timer = threading.Timer(max(0.0, deadline - time.monotonic()), setattr, (options, "terminate", True))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
 
 
 def create_session(model_path: str | Path, threads: int) -> ort.InferenceSession:
@@ -263,7 +247,13 @@ class Classifier:
                     out[i] = hit
                 else:
                     todo.append(i)
-        if todo:
+        if todo and not sliding_window:  # one input per text: nothing to average
+            mine = np.array(todo, dtype=np.int64)
+            out[mine] = self._run(lambda j: fetch(int(mine[j]), 0), sizes[mine], batch_size, budget)
+            if self._cache is not None:
+                for i in todo:
+                    self._cache.put(keys[i], out[i])
+        elif todo:
             mine = np.array(todo, dtype=np.int64)
             owners = np.repeat(mine, counts[mine])  # the text of each input, text by text
             firsts = np.repeat(np.cumsum(counts[mine]) - counts[mine], counts[mine])  # its text's first input
@@ -306,7 +296,7 @@ class Classifier:
         order = np.argsort(lengths, kind="stable")
         deadline = budget.deadline if budget is not None else None
         options = ort.RunOptions()
-        with _terminate_at(deadline, options):
+        with WATCHDOG.stop_at(deadline, options):
             for start in range(0, total, batch_size):
                 if deadline is not None and time.monotonic() >= deadline:
                     raise DeadlineExceededError(start, total)
