@@ -426,3 +426,29 @@ def test_batch_transform_mode_takes_chunked_bodies_and_answers_one_line_per_reco
         )
         assert_error(refused, 400, "line 4.text is empty (only invisible characters: U+0000 control)")
         assert requests.get(serve.url("/execution-parameters"), timeout=10).json()["MaxPayloadInMB"] == 100
+
+
+def _upstream_connections(stack: ServeProcess) -> set[str]:
+    """Inodes of the connected sockets on gunicorn's unix socket (from /proc/net/unix; state 03)."""
+    import re
+
+    path = re.search(r"--bind unix:(\S+)", cmdline_of(stack.child("gunicorn"))).group(1)  # type: ignore[union-attr]
+    with open("/proc/net/unix") as fh:
+        rows = [line.split() for line in fh.readlines()[1:]]
+    return {row[6] for row in rows if len(row) >= 8 and row[7] == path and row[5] == "03"}
+
+
+def cmdline_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return fh.read().replace(b"\0", b" ").decode()
+
+
+def test_nginx_reuses_its_connections_to_gunicorn(stack: ServeProcess) -> None:
+    """Sequential requests ride one kept-alive upstream connection (no connect, accept and close per
+    request): the same connection is open after every one of them."""
+    seen = []
+    for text in texts_of(12, seed=9):
+        assert post_json(stack, {"inputs": text}).status_code == 200
+        seen.append(_upstream_connections(stack))
+    assert all(seen), seen  # a connection stays open between requests
+    assert set.intersection(*seen), seen  # and it is the same one throughout

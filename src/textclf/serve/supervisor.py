@@ -49,6 +49,9 @@ NGINX_DRAIN_S = 25.0  # matches worker_shutdown_timeout in nginx.conf
 # just before SIGTERM were reset without it).
 ACCEPT_GRACE_S = 1.0
 GUNICORN_GRACEFUL_S = 20  # gunicorn's --graceful-timeout: under 30 s
+# gunicorn's --keep-alive: longer than nginx.conf's upstream keepalive_timeout (60 s), so that nginx,
+# not gunicorn, closes an idle connection, and never sends a request on one gunicorn is closing.
+GUNICORN_KEEPALIVE_S = 75
 POLL_S = 0.2
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 log = logging.getLogger("textclf.serve.supervisor")
@@ -136,7 +139,7 @@ def gunicorn_command(settings: ServingSettings, socket: Path, run_dir: Path) -> 
         "--graceful-timeout",
         str(GUNICORN_GRACEFUL_S),
         "--keep-alive",
-        "5",
+        str(GUNICORN_KEEPALIVE_S),
         "--worker-tmp-dir",
         tmp,
         "--no-control-socket",  # gunicorn 26 would otherwise open ~/.gunicorn/gunicorn.ctl
