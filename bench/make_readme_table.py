@@ -139,7 +139,7 @@ def kind_of(r: dict[str, Any]) -> str:
         return "engine"
     if "peaks_gops" in r:
         return "peak"
-    if "stages" in r:
+    if "stages" in r and "breakdown" not in r:  # request_breakdown.py has stages too: it gets its own table
         return "profile"
     return str(r.get("benchmark", "other"))
 

@@ -140,3 +140,31 @@ def test_gpu_check_runs_each_configuration_and_says_what_it_saw(tmp_path: Path) 
     assert rows["bf16"]["exit"] == 2 and rows["bf16"]["failure"].startswith("device=cuda: this host has no GPU")
     assert rows["cpu"]["exit"] == 0, rows["cpu"]
     assert rows["cpu"]["device line"].startswith("device: cpu; torch ") and rows["cpu"]["last train_loss"] > 0
+
+
+def test_request_breakdown_runs_at_minimal_size(tmp_path: Path) -> None:
+    """bench/request_breakdown.py: the in-process stages of a worker's app, then the real stack at
+    each layer (nginx, gunicorn's socket with and without keep-alive), on a tiny model."""
+    hf_dir = make_tiny_model(tmp_path / "tiny-hf")
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(REPO / "bench" / "request_breakdown.py"), f"--hf-dir={hf_dir}", "--texts=builtin"]
+    cmd += ["--stage-requests=60", "--rounds=3", "--per-round=10", "--workers=1", "--max-seq-length=64"]
+    cmd += [f"--work-dir={tmp_path / 'work'}", f"--out-dir={out}", "--name=breakdown-smoke"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+
+    result = json.loads((out / "breakdown-smoke.json").read_text())
+    assert result["upstream_keepalive"] is True  # nginx.conf keeps its connections to gunicorn
+    layers = result["layers"]
+    assert list(layers) == ["nginx (TCP, keep-alive)", "gunicorn socket, new connection", "gunicorn socket, keep-alive"]
+    for r in layers.values():
+        assert r["requests"] == 30 and r["p99_ms"] >= r["p50_ms"] > 0 and r["cpu_ms_per_request"]["gunicorn"] > 0
+    assert layers["nginx (TCP, keep-alive)"]["cpu_ms_per_request"]["nginx"] > 0
+    stages = result["stages"]["median_ms"]
+    assert all(stages[k] > 0 for k in ("ORT session.run", "tokenizer", "predict", "wsgi total"))
+    assert [r["layer"] for r in result["breakdown"]][-1] == "Flask + hooks"
+    # the app's own request log lines were read back (every request of every layer went through it)
+    assert result["summary"]["app_in_server"]["requests"] >= 90
+    table = [sys.executable, str(REPO / "bench" / "make_readme_table.py"), f"--results={out}"]
+    proc = subprocess.run(table, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0 and "layer or stage (outside in)" in proc.stdout, proc.stderr[-3000:]
