@@ -9,8 +9,10 @@ PIP_ARGS ?=
 # Arguments for scripts/lock.py, e.g. LOCK_ARGS=--upgrade (newest within pyproject.toml's ranges), LOCK_ARGS="-P onnx".
 LOCK_ARGS ?=
 APT_PACKAGES := nginx-light docker.io docker-compose docker-registry debootstrap curl ca-certificates
+# only for bench/: the C load generator and the JVM of the Hugging Face toolkit's model server (the peer)
+BENCH_APT_PACKAGES := wrk default-jre-headless
 
-.PHONY: help system-deps setup lock lint test test-fast demo bench readme-tables image-gpu clean
+.PHONY: help system-deps bench-deps setup lock lint test test-fast demo bench readme-tables image-gpu clean
 
 help:
 	@echo "make system-deps   install nginx, docker, debootstrap (apt, needs root)"
@@ -19,6 +21,7 @@ help:
 	@echo "make test          ruff, mypy + the whole test suite (real nginx, gunicorn, torch, onnxruntime, dockerd)"
 	@echo "make test-fast     the suite without the container build"
 	@echo "make demo          fetch MiniLM, train on the demo data, serve, send sample requests, stop"
+	@echo "make bench-deps    what the benchmarks need besides the venv: wrk, a JRE and the HF toolkit's venv (the peer)"
 	@echo "make bench         run the benchmarks in bench/ and refresh the tables in bench/README.md"
 	@echo "make readme-tables regenerate the README blocks: hyperparameters, bench/README.md results"
 	@echo "make image-gpu     build the GPU (CUDA torch) image, run its train on this CPU, record size and torch;"
@@ -28,6 +31,12 @@ system-deps:
 	@if command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	else echo "install $(APT_PACKAGES) with your package manager"; fi
+
+bench-deps:
+	@if command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_APT_PACKAGES); \
+	else echo "install $(BENCH_APT_PACKAGES) with your package manager"; fi
+	bash bench/peers/install-hf-peer.sh
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
