@@ -247,24 +247,21 @@ class Classifier:
                     out[i] = hit
                 else:
                     todo.append(i)
-        if todo and not sliding_window:  # one input per text: nothing to average
+        if todo:
             mine = np.array(todo, dtype=np.int64)
-            out[mine] = self._run(lambda j: fetch(int(mine[j]), 0), sizes[mine], batch_size, budget)
-            if self._cache is not None:
-                for i in todo:
-                    self._cache.put(keys[i], out[i])
-        elif todo:
-            mine = np.array(todo, dtype=np.int64)
-            owners = np.repeat(mine, counts[mine])  # the text of each input, text by text
-            firsts = np.repeat(np.cumsum(counts[mine]) - counts[mine], counts[mine])  # its text's first input
-            starts = (np.arange(len(owners)) - firsts) * step  # window k of a text starts at k * step
-            # the sort key of the micro-batches: content tokens in each input (the special tokens are
-            # the same for all, so the order is that of the padded lengths)
-            lengths = np.minimum(sizes[owners] - starts, self.encoder.window_size) if sliding_window else sizes[owners]
-            probs = self._run(lambda j: fetch(int(owners[j]), int(starts[j])), lengths, batch_size, budget)
-            sums = np.zeros_like(out, dtype=np.float64)
-            np.add.at(sums, owners, probs)
-            out[mine] = sums[mine] / counts[mine][:, None]  # the mean over windows (one window: itself)
+            if not sliding_window:  # one input per text: nothing to average
+                out[mine] = self._run(lambda j: fetch(int(mine[j]), 0), sizes[mine], batch_size, budget)
+            else:
+                owners = np.repeat(mine, counts[mine])  # the text of each input, text by text
+                firsts = np.repeat(np.cumsum(counts[mine]) - counts[mine], counts[mine])  # its text's first input
+                starts = (np.arange(len(owners)) - firsts) * step  # window k of a text starts at k * step
+                # the sort key of the micro-batches: content tokens in each input (the special tokens
+                # are the same for all, so the order is that of the padded lengths)
+                lengths = np.minimum(sizes[owners] - starts, self.encoder.window_size)
+                probs = self._run(lambda j: fetch(int(owners[j]), int(starts[j])), lengths, batch_size, budget)
+                sums = np.zeros_like(out, dtype=np.float64)
+                np.add.at(sums, owners, probs)
+                out[mine] = sums[mine] / counts[mine][:, None]  # the mean over each text's windows
             if self._cache is not None:
                 for i in todo:
                     self._cache.put(keys[i], out[i])
