@@ -84,8 +84,9 @@ class _Deadline:
         pass
 
 
-def stages(sm_root: Path, texts: list[str], n: int) -> dict[str, Any]:
-    """Median ns of each stage over ``n`` single-text requests, in a worker's app built as gunicorn builds it."""
+def stages(sm_root: Path, texts: list[str], n: int, extra_env: dict[str, str]) -> dict[str, Any]:
+    """Median ns of each stage over ``n`` single-text requests, in a worker's app built as gunicorn
+    builds it, with the serving settings ``extra_env`` adds."""
     from werkzeug.test import EnvironBuilder
 
     from textclf.serve import codecs
@@ -95,7 +96,7 @@ def stages(sm_root: Path, texts: list[str], n: int) -> dict[str, Any]:
     from textclf.serve.service import Usage
     from textclf.serve.settings import ServingSettings
 
-    env = dict(os.environ) | {"SM_ROOT": str(sm_root), "TEXTCLF_INTRA_OP_THREADS": "1"}
+    env = dict(os.environ) | extra_env | {"SM_ROOT": str(sm_root), "TEXTCLF_INTRA_OP_THREADS": "1"}
     settings = ServingSettings.from_env(env)
     app = create_app(settings)
     served: Served = app.extensions["textclf"]
@@ -280,13 +281,12 @@ def cpu_ns(pids: list[int]) -> int:
 
 
 def process_groups(server: sl.Server) -> dict[str, list[int]]:
+    """nginx's and gunicorn's processes under ``textclf serve`` (by ``server_load.role_of``)."""
     groups: dict[str, list[int]] = {"nginx": [], "gunicorn": []}
     for pid in [server.proc.pid, *bl.descendants(server.proc.pid)]:
-        cmd = bl.cmdline(pid)
-        if "nginx" in cmd:
-            groups["nginx"].append(pid)
-        elif "gunicorn" in cmd:
-            groups["gunicorn"].append(pid)
+        program = sl.role_of(bl.cmdline(pid)).split()[0]
+        if program in groups:
+            groups[program].append(pid)
     return groups
 
 
@@ -436,8 +436,7 @@ def main() -> None:
     root = sl.sm_root(model_dir, work / "sm")
     print(f"model: {hf_dir} ({hf_what}); INT8 model dir {model_dir}; serve env {extra_env}", flush=True)
 
-    with _env(extra_env):
-        st = stages(root, texts, args.stage_requests)
+    st = stages(root, texts, args.stage_requests, extra_env)
     print("stages (median ms):", {k: round(v, 3) for k, v in st["median_ms"].items()}, flush=True)
 
     server = sl.start_textclf(root, sl.free_port(), args.workers, work / "serve.log", extra_env=extra_env)
@@ -501,12 +500,14 @@ def main() -> None:
     notes = [
         f"Model: {hf_dir} ({hf_what}), exported INT8 at max_seq_length {args.max_seq_length}; SST-2 dev "
         f"sentences, {st['mean_tokens']:.1f} tokens on average; 1 ORT thread; serve env: {extra_env or 'defaults'}.",
-        "In-process stages are medians over the same texts, stages taking turns text by text; 'Flask + hooks' "
-        "is the app.wsgi_app call minus the stages inside it, 'deadline timer' is predict with the request "
-        "deadline minus predict without, 'service' is InferenceService.invoke minus that.",
-        "Layer latencies are p50 differences between paths that took turns in rounds; CPU per request is "
-        "from /proc/<pid>/task/*/schedstat of nginx's and gunicorn's processes (the in-process stages' CPU "
-        "column is their mean wall time: one thread, nothing to wait for).",
+        "In-process stages: each timed call walks the same texts in order, the calls taking turns block by "
+        "block (50 texts); 'Flask + hooks' is the app.wsgi_app call minus the stages inside it, 'deadline "
+        "timer' is predict with the request deadline minus predict without, 'service' is "
+        "InferenceService.invoke minus that, each difference taken text by text, then its median.",
+        "Layer latencies are medians of differences taken request by request on the same text between paths "
+        "that took turns in rounds; CPU per request is from /proc/<pid>/task/*/schedstat of nginx's and "
+        "gunicorn's processes (the in-process stages' CPU column is their mean wall time: one thread, nothing "
+        "to wait for).",
     ]
     st.pop("wsgi_ns_by_text")
     st.pop("predict_ns_by_text")
@@ -526,20 +527,6 @@ def main() -> None:
         notes,
         args.out_dir,
     )
-
-
-@contextlib.contextmanager
-def _env(values: dict[str, str]) -> Any:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 if __name__ == "__main__":
