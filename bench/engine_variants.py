@@ -74,7 +74,7 @@ def build_dirs(hf_dir: Path, work: Path, calibration: list[str], rebuild: bool) 
             shutil.rmtree(d, ignore_errors=True)
             shutil.copytree(out["ort-fp32"], d)
             t = time.perf_counter()
-            quantize_static_int8(source, d / "model.onnx", out["ort-fp32"], calibration, work)
+            quantize_static_int8(source, d / "model.onnx", out["ort-fp32"], calibration)
             print(f"built {name} in {time.perf_counter() - t:.0f} s", flush=True)
         out[name] = d
     return out
@@ -86,7 +86,7 @@ def _config(hf_dir: Path) -> dict[str, Any]:
     return json.loads((hf_dir / "config.json").read_text())
 
 
-def quantize_static_int8(src: Path, dst: Path, model_dir: Path, texts: list[str], work: Path) -> None:
+def quantize_static_int8(src: Path, dst: Path, model_dir: Path, texts: list[str]) -> None:
     """Static QDQ INT8: MatMul weights per channel, activations from MinMax over ``texts`` (batches of 16)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
