@@ -146,18 +146,24 @@ class Run:
     ) -> Path:
         """Write ``<name>.json`` and ``<name>.md`` and print the table; returns the JSON path."""
         out_dir = out_dir or RESULTS_DIR
-        out_dir.mkdir(parents=True, exist_ok=True)
         meta = self.meta | {"loadavg_end": loadavg(), "wall_s": round(time.monotonic() - self.t0, 1)}
-        (out_dir / f"{self.name}.json").write_text(json.dumps(meta | results, indent=2, default=str) + "\n")
-        md = [f"# {self.name}", "", header_md(meta), "", table.rstrip(), ""]
-        if notes:
-            md += ["Notes:", "", *[f"- {n}" for n in notes], ""]
-        (out_dir / f"{self.name}.md").write_text("\n".join(md))
+        write_result(out_dir / f"{self.name}.json", meta | results, table, notes)
         print(table)
         for note in notes:
             print("note:", note)
         print(f"wrote {out_dir / self.name}.json and .md")
         return out_dir / f"{self.name}.json"
+
+
+def write_result(path: Path, data: dict[str, Any], table: str, notes: Sequence[str] = ()) -> None:
+    """``path`` (``<name>.json``: ``data``, run facts included) and the ``.md`` beside it: a heading, the
+    run facts, ``table`` and ``notes``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    md = [f"# {data['benchmark']}", "", header_md(data), "", table.rstrip(), ""]
+    if notes:
+        md += ["Notes:", "", *[f"- {n}" for n in notes], ""]
+    path.with_suffix(".md").write_text("\n".join(md))
 
 
 def header_md(meta: dict[str, Any]) -> str:

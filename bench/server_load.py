@@ -727,10 +727,7 @@ def rerender(path: Path) -> None:
     results["rerendered"] = f"{bl.command_line()} at git {bl.git_commit()}"
     table, notes = render(results)
     notes.append(f"Summary re-rendered from the runs of this file: `{results['rerendered']}`.")
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    md = [f"# {results['benchmark']}", "", bl.header_md(results), "", table.rstrip(), ""]
-    md += ["Notes:", "", *[f"- {n}" for n in notes], ""]
-    path.with_suffix(".md").write_text("\n".join(md))
+    bl.write_result(path, results, table, notes)
     print(table)
 
 
