@@ -95,8 +95,12 @@ def chinese_classifier(chinese_job: TrainedJob) -> Classifier:
 
 @pytest.fixture(scope="session")
 def chinese_stack(chinese_job: TrainedJob, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("chinese-serve")
-    with ServeProcess(make_sm_root(chinese_job.model_dir, work / "opt-ml"), work / "logs", workers=1) as serve:
+    yield from _serve(chinese_job.model_dir, tmp_path_factory.mktemp("chinese-serve"))
+
+
+def _serve(model_dir: Path, work: Path) -> Iterator[ServeProcess]:
+    """The real stack on ``model_dir`` with one worker, once it answers /ping."""
+    with ServeProcess(make_sm_root(model_dir, work / "opt-ml"), work / "logs", workers=1) as serve:
         serve.wait_ready()
         yield serve
 
@@ -127,7 +131,4 @@ def script_model(tmp_path_factory: pytest.TempPathFactory) -> ExportedModel:
 
 @pytest.fixture(scope="session")
 def script_stack(script_model: ExportedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("script-serve")
-    with ServeProcess(make_sm_root(script_model.model_dir, work / "opt-ml"), work / "logs", workers=1) as serve:
-        serve.wait_ready()
-        yield serve
+    yield from _serve(script_model.model_dir, tmp_path_factory.mktemp("script-serve"))

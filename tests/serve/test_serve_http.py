@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from support.serving import SINGLE_LABELS, WORDS, ServeProcess, make_sm_root
+from support.serving import SINGLE_LABELS, WORDS, ServeProcess, cmdline, make_sm_root
 from textclf.model.predictor import Classifier
 
 MODEL_RULES = """
@@ -432,15 +432,10 @@ def _upstream_connections(stack: ServeProcess) -> set[str]:
     """Inodes of the connected sockets on gunicorn's unix socket (from /proc/net/unix; state 03)."""
     import re
 
-    path = re.search(r"--bind unix:(\S+)", cmdline_of(stack.child("gunicorn"))).group(1)  # type: ignore[union-attr]
+    path = re.search(r"--bind unix:(\S+)", cmdline(stack.child("gunicorn"))).group(1)  # type: ignore[union-attr]
     with open("/proc/net/unix") as fh:
         rows = [line.split() for line in fh.readlines()[1:]]
     return {row[6] for row in rows if len(row) >= 8 and row[7] == path and row[5] == "03"}
-
-
-def cmdline_of(pid: int) -> str:
-    with open(f"/proc/{pid}/cmdline", "rb") as fh:
-        return fh.read().replace(b"\0", b" ").decode()
 
 
 def test_nginx_reuses_its_connections_to_gunicorn(stack: ServeProcess) -> None:
