@@ -411,6 +411,14 @@ def breakdown(st: dict[str, Any], ly: dict[str, Any], keepalive_upstream: bool) 
     return rows
 
 
+def _setting(text: str) -> tuple[str, str]:
+    """``--env KEY=VALUE``: a variable name, then its value (which may be empty)."""
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (an environment variable name, '=', a value)")
+    return key, value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hf-dir", help="Hugging Face classifier (default: the fine-tuned SST-2 MiniLM if any)")
@@ -420,14 +428,14 @@ def main() -> None:
     ap.add_argument("--per-round", type=int, default=400)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--texts", choices=["sst2", "builtin"], default="sst2", help="SST-2 dev, or a few built-in ones")
-    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for textclf serve (repeatable)")
+    ap.add_argument("--env", action="append", default=[], type=_setting, help="KEY=VALUE for serve (repeatable)")
     ap.add_argument("--work-dir", type=Path, default=bl.WORK_DIR)
     ap.add_argument("--out-dir", type=Path, default=bl.RESULTS_DIR)
     ap.add_argument("--name", default="request-breakdown")
     args = ap.parse_args()
 
     run = bl.Run(args.name)
-    extra_env = dict(kv.split("=", 1) for kv in args.env)
+    extra_env = dict(args.env)
     hf_dir, hf_what = sl.pick_hf_dir(args.hf_dir, args.work_dir)
     model_dir = bl.export_dir(hf_dir, "int8", args.work_dir, args.max_seq_length)
     texts = bl.sample(bl.BUILTIN if args.texts == "builtin" else bl.sst2_dev(), 872)

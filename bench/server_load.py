@@ -669,6 +669,8 @@ def main() -> None:
     ap.add_argument("--render", type=Path, help="recompute the summary and .md of a results JSON (no run)")
     args = ap.parse_args()
     if args.render:
+        if not args.render.is_file():
+            ap.error(f"--render {args.render}: no such results file")
         rerender(args.render)
         return
 

@@ -168,3 +168,19 @@ def test_request_breakdown_runs_at_minimal_size(tmp_path: Path) -> None:
     table = [sys.executable, str(REPO / "bench" / "make_readme_table.py"), f"--results={out}"]
     proc = subprocess.run(table, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0 and "layer or stage (outside in)" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("request_breakdown.py", ["--env", "NO_EQUALS_SIGN"], "'NO_EQUALS_SIGN' is not KEY=VALUE"),
+        ("request_breakdown.py", ["--env", "=value"], "'=value' is not KEY=VALUE"),
+        ("server_load.py", ["--render", "no/such/results.json"], "--render no/such/results.json: no such results file"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_reason(script: str, args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
