@@ -33,6 +33,8 @@ want() { [[ " ${ONLY} " == *" $1 "* ]]; }
 
 if want peak; then
     heavy "${PY}" bench/peak.py --threads 1,2 --max-seconds "$(s 3)"
+    # the same ceiling at the model's own shapes: the best INT8 / PyTorch FP32 ratio this CPU allows
+    heavy "${PY}" bench/int8_ceiling.py --seconds "$(s 15)"
 fi
 
 # Real MiniLM-L6, then DistilBERT- and BERT-base-shaped random models; 1 and 2 threads; SST-2 dev, IMDB

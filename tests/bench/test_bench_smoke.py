@@ -170,12 +170,38 @@ def test_request_breakdown_runs_at_minimal_size(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "layer or stage (outside in)" in proc.stdout, proc.stderr[-3000:]
 
 
+def test_int8_ceiling_runs_at_minimal_size(tmp_path: Path) -> None:
+    """bench/int8_ceiling.py: the model's linear layers alone in PyTorch, ORT FP32 and the product's INT8,
+    and the whole models, at two lengths on a tiny model."""
+    hf_dir = make_tiny_model(tmp_path / "tiny-hf")
+    out = tmp_path / "results"
+    cmd = [sys.executable, str(REPO / "bench" / "int8_ceiling.py"), f"--hf-dir={hf_dir}", "--lengths=16,8"]
+    cmd += ["--seconds=0.05", "--max-rounds=4", f"--work-dir={tmp_path / 'work'}", f"--out-dir={out}", "--name=c"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+
+    result = json.loads((out / "c.json").read_text())
+    assert [r["tokens"] for r in result["lengths"]] == [8, 16]
+    for r in result["lengths"]:
+        assert r["torch_model_ms"] > 0 and r["int8_model_ms"] > 0 and r["ort_call_us"] > 0
+        assert r["int8_linears_ms"] >= 0 and r["torch_linears_ms"] > 0
+        if r["int8_linears_ms"] > 0:
+            assert r["ceiling_x"] == pytest.approx(r["torch_model_ms"] / r["int8_linears_ms"])
+    config = json.loads((hf_dir / "config.json").read_text())
+    h, f = config["hidden_size"], config["intermediate_size"]
+    shapes = [(r["tokens"], r["k_x_n"]) for r in result["shapes"]]
+    assert shapes == [(m, kn) for m in (8, 16) for kn in (f"{h}x{h}", f"{h}x{f}", f"{f}x{h}")] + [(512, f"{h}x{f}")]
+    assert "ceiling: PyTorch model / INT8 linears" in (out / "c.md").read_text()
+
+
 @pytest.mark.parametrize(
     ("script", "args", "message"),
     [
         ("request_breakdown.py", ["--env", "NO_EQUALS_SIGN"], "'NO_EQUALS_SIGN' is not KEY=VALUE"),
         ("request_breakdown.py", ["--env", "=value"], "'=value' is not KEY=VALUE"),
         ("server_load.py", ["--render", "no/such/results.json"], "--render no/such/results.json: no such results file"),
+        ("int8_ceiling.py", ["--lengths", "25,many"], "--lengths must be comma-separated integers, got '25,many'"),
+        ("int8_ceiling.py", ["--lengths", "1"], "--lengths must be at least 2 tokens each, got '1'"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_reason(script: str, args: list[str], message: str) -> None:
