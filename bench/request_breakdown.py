@@ -14,8 +14,12 @@ concurrency 1. Two views of it, in one run, on one model directory:
 2. **Layers across processes** (``textclf serve`` running; a raw-socket client sending prebuilt
    bytes, so that the client costs little and the same for every layer; the layers take turns in
    rounds): the request through nginx (TCP, keep-alive from the client), straight to gunicorn's unix
-   socket with a new connection per request (what nginx does), and straight to gunicorn over one
-   kept-alive connection. Latency medians, and CPU per request of each process group from
+   socket with a new connection per request (what nginx does), straight to gunicorn over one
+   kept-alive connection, and (the floor) over one kept-alive connection to a second gunicorn,
+   started with ``serve``'s own command line, whose app is the predictor behind a bare WSGI function
+   (``bench/peers/bare_wsgi.py``: no Flask, hooks or request features). In the same rounds, three
+   paths in this process: the worker's app, a plain Flask route around the predictor, and the bare
+   predictor. Latency medians, and CPU per request of each process group from
    ``/proc/<pid>/task/*/schedstat`` (nanoseconds on CPU, every thread).
 
 The breakdown table charges each layer the latency it adds over the one inside it, as the median
@@ -23,11 +27,22 @@ of differences taken request by request on the same text (the spread of text len
 
     nginx            = nginx - gunicorn (kept-alive, or a new connection when nginx.conf opens one per request)
     gunicorn connect = gunicorn, new connection - gunicorn, kept-alive   (only when nginx opens one per request)
-    gunicorn         = gunicorn, kept-alive - app.wsgi_app in-process (also what the app loses to cold caches
-                       and wake-ups in a server: the app's own latency_ms in the request log shows that part)
+    gunicorn         = gunicorn, kept-alive - the worker's app in-process (in the rounds, after an idle gap)
+    waking from idle = app.wsgi_app after an idle gap - app.wsgi_app back to back (stages phase)
     Flask, decode, service, timer, tokenizer, ORT, rest, encode, log: the in-process stages
 
-and the server's overhead over the bare predictor is the median of (server - ``Classifier.predict``), text by text.
+A worker at concurrency 1 sits idle between requests (while the answer travels back and the next
+request comes in), and a CPU that has been idle runs the next call slower (caches, and on a shared
+virtual machine the core itself, go to others meanwhile). The in-process stages run back to back, so
+the app is also timed after sleeping ``--idle-ms`` before each call: the difference is what any
+server pays for the gap, whatever its layers; the in-process paths of the rounds sleep the same gap.
+The server's overhead over the bare predictor is the median of (server - ``Classifier.predict``),
+text by text, against the bare predictor of the rounds (same phase of the run, same gap) and, as
+issue 17 first measured it, against the predictor called back to back in the stages phase.
+
+The floor of the stack on this machine, whatever an app does: nginx's row, plus gunicorn's floor
+(the bare WSGI predictor over the bare predictor after the idle gap), plus Flask's own (a plain
+Flask route around the predictor, in-process after the gap, over the bare predictor after the gap).
 
     .venv/bin/python bench/request_breakdown.py                     # default settings
     .venv/bin/python bench/request_breakdown.py --env TEXTCLF_WORKER_THREADS=1 --name request-breakdown-t1
@@ -84,47 +99,80 @@ class _Deadline:
         pass
 
 
-def stages(sm_root: Path, texts: list[str], n: int, extra_env: dict[str, str]) -> dict[str, Any]:
-    """Median ns of each stage over ``n`` single-text requests, in a worker's app built as gunicorn
-    builds it, with the serving settings ``extra_env`` adds."""
-    from werkzeug.test import EnvironBuilder
+@dataclasses.dataclass
+class LocalApps:
+    """In this process: the worker's app built as gunicorn builds it (its request log written into a
+    pipe, as a container's stdout is), and a plain Flask route around the same predictor (no hooks,
+    rules, deadline or log: Flask's own floor)."""
 
-    from textclf.serve import codecs
+    app: Any
+    served: Any
+    plain: Any
+    drain: subprocess.Popen
+
+    def close(self) -> None:
+        assert self.drain.stdin is not None
+        self.drain.stdin.close()
+        self.drain.wait(timeout=10)
+
+
+def local_apps(sm_root: Path, extra_env: dict[str, str]) -> LocalApps:
+    from flask import Flask, Response, request
+
     from textclf.serve.app import create_app
     from textclf.serve.request_log import RequestLog
-    from textclf.serve.routes import Served
-    from textclf.serve.service import Usage
     from textclf.serve.settings import ServingSettings
 
     env = dict(os.environ) | extra_env | {"SM_ROOT": str(sm_root), "TEXTCLF_INTRA_OP_THREADS": "1"}
-    settings = ServingSettings.from_env(env)
-    app = create_app(settings)
-    served: Served = app.extensions["textclf"]
-    # stdout of a worker is a pipe in a container (docker logs): write the log lines into one
+    app = create_app(ServingSettings.from_env(env))
+    served = app.extensions["textclf"]
     drain = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert drain.stdin is not None
     log = RequestLog(served.request_log.model_version, stream=drain.stdin)
     app.extensions["textclf"] = served = dataclasses.replace(served, request_log=log)
+    clf = served.service.model
+    plain = Flask("plain")
+
+    @plain.post("/invocations")
+    def plain_route() -> Response:
+        text = json.loads(request.get_data())["inputs"]
+        return Response(json.dumps(clf.predict([text])[0]), content_type="application/json")
+
+    return LocalApps(app, served, plain, drain)
+
+
+def wsgi_call(wsgi: Callable[..., Any], body: bytes) -> int:
+    """Nanoseconds of one POST /invocations through the WSGI callable ``wsgi`` (which must answer 200)."""
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(
+        path="/invocations", method="POST", data=body, headers={"Content-Type": "application/json"}
+    ).get_environ()
+    status: list[str] = []
+
+    def start_response(s: str, headers: Any, exc_info: Any = None) -> None:
+        status.append(s)
+
+    t = _ns()
+    for _chunk in wsgi(environ, start_response):
+        pass
+    took = _ns() - t
+    assert status and status[0].startswith("200"), status
+    return took
+
+
+def stages(apps: LocalApps, texts: list[str], n: int, idle_s: float) -> dict[str, Any]:
+    """Median ns of each stage over ``n`` single-text requests, in the worker's app (``apps``);
+    ``wsgi total after idle`` sleeps ``idle_s`` (untimed) before each call."""
+    from textclf.serve import codecs
+    from textclf.serve.service import Usage
+
+    app, served = apps.app, apps.served
+    settings, log = served.settings, served.request_log
     service, clf = served.service, served.service.model
-    enc, session = clf.encoder, clf.session  # type: ignore[attr-defined]
+    enc, session = clf.encoder, clf.session
     names, output = [i.name for i in session.get_inputs()], session.get_outputs()[0].name
     limits = served.limits
-
-    def wsgi_call(body: bytes) -> int:
-        environ = EnvironBuilder(
-            path="/invocations", method="POST", data=body, headers={"Content-Type": "application/json"}
-        ).get_environ()
-        status: list[str] = []
-
-        def start_response(s: str, headers: Any, exc_info: Any = None) -> None:
-            status.append(s)
-
-        t = _ns()
-        for _chunk in app.wsgi_app(environ, start_response):
-            pass
-        took = _ns() - t
-        assert status and status[0].startswith("200"), status
-        return took
 
     # Inputs of every stage, built before any timing: each stage is then timed on its own, walking
     # the texts in order as a server meets them (the same text run five times in a row would flatter
@@ -156,23 +204,23 @@ def stages(sm_root: Path, texts: list[str], n: int, extra_env: dict[str, str]) -
         "encode": lambda i: codecs.encode(answers[i], True, accept, last_newline=not settings.batch),
         "request log": lambda i: log.write(record),
     }
-    acc: dict[str, dict[int, int]] = {k: {} for k in (*timed, "wsgi total")}
+    acc: dict[str, dict[int, int]] = {k: {} for k in (*timed, "wsgi total", "wsgi total after idle")}
     block = 50
     with contextlib.redirect_stdout(sys.stderr):
         for b, first in enumerate(range(0, n, block)):
             order = list(acc)
             for name in order[b % len(order) :] + order[: b % len(order)]:
                 for i in range(first, min(n, first + block)):
-                    if name == "wsgi total":
-                        took = wsgi_call(bodies[i])
+                    if name.endswith("after idle"):
+                        time.sleep(idle_s)
+                    if name.startswith("wsgi total"):
+                        took = wsgi_call(app.wsgi_app, bodies[i])
                     else:
                         t = _ns()
                         timed[name](i)
                         took = _ns() - t
                     if b > 0:  # the first block warms up
                         acc[name][i] = took
-    drain.stdin.close()
-    drain.wait(timeout=10)
     # Stages that are differences of timed calls are taken text by text (the same text in both
     # calls), then summarized: the spread of lengths cancels out of each difference.
     derived = {
@@ -180,6 +228,7 @@ def stages(sm_root: Path, texts: list[str], n: int, extra_env: dict[str, str]) -
         "deadline timer": (("predict with deadline",), ("predict",)),
         "service": (("invoke",), ("predict with deadline",)),
         "Flask + hooks": (("wsgi total",), ("decode", "invoke", "encode", "request log")),
+        "waking from idle": (("wsgi total after idle",), ("wsgi total",)),
     }
     per_text = {k: list(v.values()) for k, v in acc.items()}
     for name, (plus, minus) in derived.items():
@@ -191,8 +240,8 @@ def stages(sm_root: Path, texts: list[str], n: int, extra_env: dict[str, str]) -
         "mean_tokens": statistics.fmean(int(a["input_ids"].shape[1]) for a in arrays),
         "median_ms": median,
         "mean_ms": mean,
-        "wsgi_ns_by_text": acc["wsgi total"],  # for pairing with the layers (dropped from the results file)
-        "predict_ns_by_text": acc["predict"],
+        "idle_ms": idle_s * 1000,
+        "predict_ns_by_text": acc["predict"],  # for pairing with the layers (dropped from the results file)
     }
 
 
@@ -323,19 +372,109 @@ def gunicorn_socket(server: sl.Server) -> str:
     raise RuntimeError("no gunicorn process with --bind unix:... under textclf serve")
 
 
-def layers(server: sl.Server, texts: list[str], rounds: int, per_round: int) -> dict[str, Any]:
-    """Each layer sends ``per_round`` requests per round, layers taking turns, ``rounds`` rounds; in
-    a round every layer sends the same texts (``texts[i]``, i from ``r * per_round`` on, cycling),
-    so that latencies can be compared text by text."""
+class Floor:
+    """``bench/peers/bare_wsgi.py`` (the predictor behind a bare WSGI function) in a gunicorn started with
+    ``textclf serve``'s own command line, on a unix socket of its own."""
+
+    def __init__(self, model_dir: Path, work: Path, workers: int, extra_env: dict[str, str]) -> None:
+        from textclf.serve.settings import ServingSettings
+        from textclf.serve.supervisor import gunicorn_command
+
+        env = os.environ | extra_env | {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
+        settings = ServingSettings.from_env(env)
+        self.socket = work / "bare-wsgi.sock"
+        self.socket.unlink(missing_ok=True)
+        cmd = gunicorn_command(settings, self.socket, work)
+        assert cmd[-1] == "textclf.serve.app:create_app()", cmd
+        cmd[-1:] = ["--chdir", str(bl.BENCH_DIR / "peers"), "bare_wsgi:create_app()"]
+        env |= settings.worker_env() | {"BARE_MODEL_DIR": str(model_dir)}
+        self.log = work / "bare-wsgi.log"
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def wait_ready(self, text: str, limit_s: float = 120.0) -> None:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the bare WSGI gunicorn exited with {self.proc.returncode}; see {self.log}")
+            with contextlib.suppress(OSError):
+                client = Layer("probe", str(self.socket), keep_alive=False)
+                if client.send(text) == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"the bare WSGI gunicorn was not ready within {limit_s} s; see {self.log}")
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid, *bl.descendants(self.proc.pid)]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class InProcess:
+    """A path that runs in this process, timed in the rounds beside the layers: ``call(text)`` after an
+    untimed sleep of ``idle_s`` (a server's worker at concurrency 1 is idle between requests too)."""
+
+    closed_by_server = 0
+
+    def __init__(self, name: str, call: Callable[[str], Any], idle_s: float) -> None:
+        self.name, self.call, self.idle_s = name, call, idle_s
+
+    def send(self, text: str) -> int:
+        self.call(text)
+        return 200
+
+    def close(self) -> None:
+        pass
+
+
+FLOOR_LAYER = "gunicorn socket, keep-alive, bare WSGI predictor (no Flask)"
+APP_LOCAL = "in-process: the worker's app (app.wsgi_app)"
+PLAIN_LOCAL = "in-process: a plain Flask route around the predictor"
+BARE_LOCAL = "in-process: the bare predictor (Classifier.predict)"
+
+
+def in_process_paths(apps: LocalApps, idle_s: float) -> list[InProcess]:
+    clf = apps.served.service.model
+
+    def body(text: str) -> bytes:
+        return json.dumps({"inputs": text}).encode()
+
+    return [
+        InProcess(APP_LOCAL, lambda t: wsgi_call(apps.app.wsgi_app, body(t)), idle_s),
+        InProcess(PLAIN_LOCAL, lambda t: wsgi_call(apps.plain.wsgi_app, body(t)), idle_s),
+        InProcess(BARE_LOCAL, lambda t: clf.predict([t]), idle_s),
+    ]
+
+
+def layers(
+    server: sl.Server,
+    floor: Floor | None,
+    local: list[InProcess],
+    texts: list[str],
+    rounds: int,
+    per_round: int,
+) -> dict[str, Any]:
+    """Each layer (and in-process path) sends ``per_round`` requests per round, taking turns, ``rounds``
+    rounds; in a round every one sends the same texts (``texts[i]``, i from ``r * per_round`` on,
+    cycling), so that latencies can be compared text by text within one phase of the run."""
     sock_path = gunicorn_socket(server)
-    clients = [
+    clients: list[Layer | InProcess] = [
         Layer("nginx (TCP, keep-alive)", ("127.0.0.1", server.port), keep_alive=True),
         Layer("gunicorn socket, new connection", sock_path, keep_alive=False),
         Layer("gunicorn socket, keep-alive", sock_path, keep_alive=True),
     ]
     groups = process_groups(server)
+    if floor is not None:
+        clients.append(Layer(FLOOR_LAYER, str(floor.socket), keep_alive=True))
+        groups["bare WSGI gunicorn"] = floor.pids()
+    clients += local
     lat: dict[str, dict[tuple[int, int], int]] = {c.name: {} for c in clients}
-    cpu: dict[str, dict[str, int]] = {c.name: {"nginx": 0, "gunicorn": 0, "client": 0} for c in clients}
+    cpu: dict[str, dict[str, int]] = {c.name: dict.fromkeys([*groups, "client"], 0) for c in clients}
     count = {c.name: 0 for c in clients}
     for c in clients:  # warm-up
         for text in texts[:30]:
@@ -345,6 +484,8 @@ def layers(server: sl.Server, texts: list[str], rounds: int, per_round: int) -> 
             before = {g: cpu_ns(p) for g, p in groups.items()} | {"client": time.thread_time_ns()}
             for j in range(per_round):
                 i = (r * per_round + j) % len(texts)
+                if isinstance(c, InProcess):
+                    time.sleep(c.idle_s)
                 t = _ns()
                 status = c.send(texts[i])
                 lat[c.name][(r, i)] = _ns() - t
@@ -384,7 +525,7 @@ def _paired_ms(a: dict[Any, int], b: dict[Any, int] | None = None, b_by_text: di
 def breakdown(st: dict[str, Any], ly: dict[str, Any], keepalive_upstream: bool) -> list[dict[str, Any]]:
     """One row per layer and stage, outside in; each layer's latency is the median of its paired differences."""
     med, mean = st["median_ms"], st["mean_ms"]
-    nginx, fresh, kept = (ly[k] for k in ly)
+    nginx, fresh, kept = (ly[k] for k in list(ly)[:3])
     # nginx's row is measured against the path it takes to gunicorn: a kept-alive connection when
     # nginx.conf keeps them (textclf today), else a new one per request (before, in the -before file).
     behind = kept if keepalive_upstream else fresh
@@ -399,11 +540,13 @@ def breakdown(st: dict[str, Any], ly: dict[str, Any], keepalive_upstream: bool) 
              "ms": _paired_ms(fresh["ns_by_request"], kept["ns_by_request"]),
              "cpu_ms": fresh["cpu_ms_per_request"]["gunicorn"] - kept["cpu_ms_per_request"]["gunicorn"]}
         )  # fmt: skip
-    rows.append(
-        {"layer": "gunicorn (HTTP parse, hand-off to a worker thread, socket I/O) and the app slower in a server",
-         "ms": _paired_ms(kept["ns_by_request"], b_by_text=st["wsgi_ns_by_text"]),
-         "cpu_ms": kept["cpu_ms_per_request"]["gunicorn"] - mean["wsgi total"]}
-    )  # fmt: skip
+    rows += [
+        {"layer": "gunicorn (HTTP parse, hand-off to a worker thread, socket I/O)",
+         "ms": _paired_ms(kept["ns_by_request"], ly[APP_LOCAL]["ns_by_request"]),
+         "cpu_ms": kept["cpu_ms_per_request"]["gunicorn"] - ly[APP_LOCAL]["cpu_ms_per_request"]["client"]},
+        {"layer": f"waking from idle: the app after {st['idle_ms']:g} ms idle, minus back to back (in-process)",
+         "ms": med["waking from idle"], "cpu_ms": mean["waking from idle"]},
+    ]  # fmt: skip
     rows += [{"layer": s, "ms": med[s], "cpu_ms": mean[s]} for s in STAGES]
     total = sum(r["ms"] for r in rows)
     for r in rows:
@@ -425,8 +568,11 @@ def main() -> None:
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--stage-requests", type=int, default=800, help="texts per in-process stage")
     ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--per-round", type=int, default=400)
+    ap.add_argument("--per-round", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--idle-ms", type=float, default=1.0, help="idle gap before each in-process call that stands for a server's"
+    )
     ap.add_argument("--texts", choices=["sst2", "builtin"], default="sst2", help="SST-2 dev, or a few built-in ones")
     ap.add_argument("--env", action="append", default=[], type=_setting, help="KEY=VALUE for serve (repeatable)")
     ap.add_argument("--work-dir", type=Path, default=bl.WORK_DIR)
@@ -444,20 +590,32 @@ def main() -> None:
     root = sl.sm_root(model_dir, work / "sm")
     print(f"model: {hf_dir} ({hf_what}); INT8 model dir {model_dir}; serve env {extra_env}", flush=True)
 
-    st = stages(root, texts, args.stage_requests, extra_env)
-    print("stages (median ms):", {k: round(v, 3) for k, v in st["median_ms"].items()}, flush=True)
-
-    server = sl.start_textclf(root, sl.free_port(), args.workers, work / "serve.log", extra_env=extra_env)
+    if not 0 <= args.idle_ms <= 1000:
+        ap.error(f"--idle-ms must be between 0 and 1000, got {args.idle_ms:g}")
+    idle_s = args.idle_ms / 1000
+    apps = local_apps(root, extra_env)
     try:
-        server.wait_ready(sl.body_json([texts[0]]))
-        ly = layers(server, texts[: args.stage_requests], args.rounds, args.per_round)
-        keepalive = upstream_keepalive(server)
+        st = stages(apps, texts, args.stage_requests, idle_s)
+        print("stages (median ms):", {k: round(v, 3) for k, v in st["median_ms"].items()}, flush=True)
+        server = sl.start_textclf(root, sl.free_port(), args.workers, work / "serve.log", extra_env=extra_env)
+        floor = Floor(model_dir, work, args.workers, extra_env)
+        try:
+            server.wait_ready(sl.body_json([texts[0]]))
+            floor.wait_ready(texts[0])
+            local = in_process_paths(apps, idle_s)
+            ly = layers(server, floor, local, texts[: args.stage_requests], args.rounds, args.per_round)
+            keepalive = upstream_keepalive(server)
+        finally:
+            floor.stop()
+            server.stop()
     finally:
-        server.stop()
+        apps.close()
     for name, r in ly.items():
         print(f"{name}: p50 {r['p50_ms']:.3f} ms, CPU/request {r['cpu_ms_per_request']}", flush=True)
 
     rows = breakdown(st, ly, keepalive)
+    floor_ms = _paired_ms(ly[FLOOR_LAYER]["ns_by_request"], ly[BARE_LOCAL]["ns_by_request"])
+    flask_ms = _paired_ms(ly[PLAIN_LOCAL]["ns_by_request"], ly[BARE_LOCAL]["ns_by_request"])
     in_server = app_in_server(work / "serve.log")
     bare = st["median_ms"]["predict"]
     nginx = next(iter(ly.values()))
@@ -466,6 +624,22 @@ def main() -> None:
         "server_p50_ms": nginx["p50_ms"],
         # the median of (server - bare) text by text
         "overhead_p50_ms": _paired_ms(nginx["ns_by_request"], b_by_text=st["predict_ns_by_text"]),
+        # From here on, every figure pairs paths that took turns in the same rounds (one phase of the run)
+        "bare_predict_after_idle_p50_ms": ly[BARE_LOCAL]["p50_ms"],
+        "overhead_over_idle_bare_p50_ms": _paired_ms(nginx["ns_by_request"], ly[BARE_LOCAL]["ns_by_request"]),
+        "bare_wsgi_p50_ms": ly[FLOOR_LAYER]["p50_ms"],
+        # what gunicorn itself costs here for an app as long as the model
+        "gunicorn_floor_p50_ms": floor_ms,
+        # Flask's own floor (a plain route), and the stack's: nginx + gunicorn's floor + that route
+        "plain_flask_floor_p50_ms": flask_ms,
+        "stack_floor_p50_ms": rows[0]["ms"] + floor_ms + flask_ms,
+        "app_in_process_over_idle_bare_p50_ms": _paired_ms(
+            ly[APP_LOCAL]["ns_by_request"], ly[BARE_LOCAL]["ns_by_request"]
+        ),
+        # what Flask and the product's request features add inside gunicorn (both paths straight to a socket)
+        "app_over_bare_wsgi_p50_ms": _paired_ms(
+            ly["gunicorn socket, keep-alive"]["ns_by_request"], ly[FLOOR_LAYER]["ns_by_request"]
+        ),
         "server_cpu_ms_per_request": nginx["cpu_ms_per_request"]["nginx"] + nginx["cpu_ms_per_request"]["gunicorn"],
         "bare_predict_mean_ms": st["mean_ms"]["predict"],
         "app_in_process_p50_ms": st["median_ms"]["wsgi total"],
@@ -483,28 +657,39 @@ def main() -> None:
     table += "\n\nThe request at each layer (concurrency 1; CPU ms per request by process group):\n\n"
     table += bl.md_table(
         layer_rows,
-        ["path", "requests", "p50_ms", "p99_ms", "nginx", "gunicorn", "client"],
-        ["path", "requests", "p50 ms", "p99 ms", "nginx CPU", "gunicorn CPU", "client CPU"],
+        ["path", "requests", "p50_ms", "p99_ms", "nginx", "gunicorn", "bare WSGI gunicorn", "client"],
+        ["path", "requests", "p50 ms", "p99 ms", "nginx CPU", "gunicorn CPU", "bare WSGI gunicorn CPU", "client CPU"],
     )
-    table += "\n\n" + bl.md_table(
-        [
-            {"what": "bare predictor (Classifier.predict, in-process) p50 ms", "value": bare},
-            {"what": "server (nginx -> gunicorn -> Flask) p50 ms", "value": summary["server_p50_ms"]},
-            {
-                "what": "overhead over bare: median of (server - bare) text by text, ms",
-                "value": summary["overhead_p50_ms"],
-            },
-            {"what": "server CPU per request (nginx + gunicorn), ms", "value": summary["server_cpu_ms_per_request"]},
-            {"what": "bare predictor CPU per request (mean), ms", "value": summary["bare_predict_mean_ms"]},
-            {"what": "the app (Flask + everything in it) in-process, p50 ms", "value": st["median_ms"]["wsgi total"]},
-            {
-                "what": "the same app inside the server, its own latency_ms p50 (request log)",
-                "value": in_server.get("latency_p50_ms"),
-            },
-            {"what": "... and its thread's CPU ms p50 (request log)", "value": in_server.get("cpu_p50_ms")},
-        ],
-        ["what", "value"],
-    )
+    idle = f"{args.idle_ms:g} ms"
+    what = [
+        ("server (nginx -> gunicorn -> Flask) p50 ms", summary["server_p50_ms"]),
+        (f"bare predictor (Classifier.predict) in-process, each call after {idle} idle, p50 ms",
+         summary["bare_predict_after_idle_p50_ms"]),
+        ("overhead of the server over it (median of differences, text by text), ms",
+         summary["overhead_over_idle_bare_p50_ms"]),
+        ("the worker's app in-process (Flask, hooks, features) over it, ms",
+         summary["app_in_process_over_idle_bare_p50_ms"]),
+        ("a plain Flask route around the predictor (no hooks or features) in-process over it: Flask's floor, ms",
+         summary["plain_flask_floor_p50_ms"]),
+        ("gunicorn + a bare WSGI predictor (serve's gunicorn command line; no Flask), to its socket, p50 ms",
+         summary["bare_wsgi_p50_ms"]),
+        ("... its overhead over the bare predictor: gunicorn's floor (and the client's), ms",
+         summary["gunicorn_floor_p50_ms"]),
+        ("Flask and the product's request features inside gunicorn: our app's socket minus the bare WSGI one, ms",
+         summary["app_over_bare_wsgi_p50_ms"]),
+        ("the floor of nginx -> gunicorn -> Flask here: nginx's row + gunicorn's floor + Flask's floor, ms",
+         summary["stack_floor_p50_ms"]),
+        ("bare predictor back to back (stages phase) p50 ms", bare),
+        ("server - bare back to back (across the two phases: the machine may drift between them), ms",
+         summary["overhead_p50_ms"]),
+        ("server CPU per request (nginx + gunicorn), ms", summary["server_cpu_ms_per_request"]),
+        ("bare predictor CPU per request (mean, stages phase), ms", summary["bare_predict_mean_ms"]),
+        ("the app in-process back to back (stages phase), p50 ms", st["median_ms"]["wsgi total"]),
+        ("the same app inside the server, its own latency_ms p50 (request log)", in_server.get("latency_p50_ms")),
+        ("... and its thread's CPU ms p50 (request log)", in_server.get("cpu_p50_ms")),
+    ]  # fmt: skip
+    table += "\n\nAt concurrency 1; the first nine rows pair paths that took turns in the same rounds:\n\n"
+    table += bl.md_table([{"what": w, "value": v} for w, v in what], ["what", "value"])
     notes = [
         f"Model: {hf_dir} ({hf_what}), exported INT8 at max_seq_length {args.max_seq_length}; SST-2 dev "
         f"sentences, {st['mean_tokens']:.1f} tokens on average; 1 ORT thread; serve env: {extra_env or 'defaults'}.",
@@ -513,11 +698,15 @@ def main() -> None:
         "timer' is predict with the request deadline minus predict without, 'service' is "
         "InferenceService.invoke minus that, each difference taken text by text, then its median.",
         "Layer latencies are medians of differences taken request by request on the same text between paths "
-        "that took turns in rounds; CPU per request is from /proc/<pid>/task/*/schedstat of nginx's and "
+        "that took turns in the same rounds (the server's layers, the bare WSGI gunicorn, and in-process the "
+        "worker's app, a plain Flask route and the bare predictor, each in-process call after an untimed "
+        f"{args.idle_ms:g} ms sleep); CPU per request is from /proc/<pid>/task/*/schedstat of nginx's and "
         "gunicorn's processes (the in-process stages' CPU column is their mean wall time: one thread, nothing "
-        "to wait for).",
+        "to wait for). The gunicorn row is the server's gunicorn socket minus the worker's app in-process.",
+        f"'waking from idle' (stages phase): the app.wsgi_app call after sleeping {args.idle_ms:g} ms (untimed) "
+        "minus the same call back to back, text by text. A worker at concurrency 1 is idle between requests, so "
+        "this part is the machine's, not a layer's.",
     ]
-    st.pop("wsgi_ns_by_text")
     st.pop("predict_ns_by_text")
     for r in ly.values():
         r.pop("ns_by_request")

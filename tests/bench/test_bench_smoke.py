@@ -9,6 +9,7 @@ well-formed results.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -156,13 +157,37 @@ def test_request_breakdown_runs_at_minimal_size(tmp_path: Path) -> None:
     result = json.loads((out / "breakdown-smoke.json").read_text())
     assert result["upstream_keepalive"] is True  # nginx.conf keeps its connections to gunicorn
     layers = result["layers"]
-    assert list(layers) == ["nginx (TCP, keep-alive)", "gunicorn socket, new connection", "gunicorn socket, keep-alive"]
-    for r in layers.values():
-        assert r["requests"] == 30 and r["p99_ms"] >= r["p50_ms"] > 0 and r["cpu_ms_per_request"]["gunicorn"] > 0
+    floor = "gunicorn socket, keep-alive, bare WSGI predictor (no Flask)"
+    in_process = [
+        "in-process: the worker's app (app.wsgi_app)",
+        "in-process: a plain Flask route around the predictor",
+        "in-process: the bare predictor (Classifier.predict)",
+    ]
+    served = ["nginx (TCP, keep-alive)", "gunicorn socket, new connection", "gunicorn socket, keep-alive"]
+    assert list(layers) == [*served, floor, *in_process]
+    for name, r in layers.items():
+        assert r["requests"] == 30 and r["p99_ms"] >= r["p50_ms"] > 0
+        group = "bare WSGI gunicorn" if name == floor else "client" if name in in_process else "gunicorn"
+        assert r["cpu_ms_per_request"][group] > 0, (name, r["cpu_ms_per_request"])
     assert layers["nginx (TCP, keep-alive)"]["cpu_ms_per_request"]["nginx"] > 0
+    # every summary figure from the rounds pairs requests on the same texts: a NaN would mean no pairs
+    summary = result["summary"]
+    for key in (
+        "overhead_over_idle_bare_p50_ms",
+        "app_in_process_over_idle_bare_p50_ms",
+        "plain_flask_floor_p50_ms",
+        "gunicorn_floor_p50_ms",
+        "app_over_bare_wsgi_p50_ms",
+        "stack_floor_p50_ms",
+    ):
+        assert math.isfinite(summary[key]), key
+    assert summary["bare_wsgi_p50_ms"] > 0 and summary["bare_predict_after_idle_p50_ms"] > 0
     stages = result["stages"]["median_ms"]
     assert all(stages[k] > 0 for k in ("ORT session.run", "tokenizer", "predict", "wsgi total"))
     assert [r["layer"] for r in result["breakdown"]][-1] == "Flask + hooks"
+    # the app timed after an idle gap too, in the stages: the gap has its own row
+    assert result["stages"]["idle_ms"] == 1.0 and stages["wsgi total after idle"] > 0
+    assert any(r["layer"].startswith("waking from idle: the app after 1 ms idle") for r in result["breakdown"])
     # the app's own request log lines were read back (every request of every layer went through it)
     assert result["summary"]["app_in_server"]["requests"] >= 90
     table = [sys.executable, str(REPO / "bench" / "make_readme_table.py"), f"--results={out}"]
@@ -199,6 +224,7 @@ def test_int8_ceiling_runs_at_minimal_size(tmp_path: Path) -> None:
     [
         ("request_breakdown.py", ["--env", "NO_EQUALS_SIGN"], "'NO_EQUALS_SIGN' is not KEY=VALUE"),
         ("request_breakdown.py", ["--env", "=value"], "'=value' is not KEY=VALUE"),
+        ("request_breakdown.py", ["--idle-ms", "-1"], "--idle-ms must be between 0 and 1000, got -1"),
         ("server_load.py", ["--render", "no/such/results.json"], "--render no/such/results.json: no such results file"),
         ("int8_ceiling.py", ["--lengths", "25,many"], "--lengths must be comma-separated integers, got '25,many'"),
         ("int8_ceiling.py", ["--lengths", "1"], "--lengths must be at least 2 tokens each, got '1'"),
