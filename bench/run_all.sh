@@ -63,6 +63,10 @@ if want server; then
     heavy "${PY}" bench/server_load.py --servers textclf,bare,seed,hf,distilbert,distilbert-bare \
         --concurrency 1,4,16,64 --shapes single,batch8 --workers 2 \
         --max-requests "$(s 2000)" --seconds "$(s 12)" --name server
+    # the floors of the stack, in one run with it: gunicorn + a bare WSGI predictor, and nginx -> gunicorn ->
+    # a plain Flask route (serve's own supervisor, nginx.conf and gunicorn command line)
+    heavy "${PY}" bench/server_load.py --servers textclf,bare,bare-wsgi,stack-floor --concurrency 1,4,16,64 \
+        --shapes single --workers 2 --max-requests "$(s 2000)" --seconds "$(s 12)" --name server-floor
 fi
 
 if want profile; then

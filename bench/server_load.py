@@ -8,6 +8,12 @@ Servers (each started, measured and stopped in turn, never two at once):
   tokens, gunicorn sync workers, the same worker count;
 - ``hf``: the Hugging Face SageMaker inference toolkit 2.6.0 (multi-model-server + a transformers
   pipeline in PyTorch FP32) from ``bench/.work/.venv-peer``, on a ``save_pretrained`` copy of the same model;
+- ``bare-wsgi``: the floor of any gunicorn-served predictor here: ``bench/peers/bare_wsgi.py`` (the
+  product's predictor behind a bare WSGI function: no nginx, Flask, hooks or request features) in a
+  gunicorn started with ``textclf serve``'s own command line, on a loopback port;
+- ``stack-floor``: the floor of the whole stack: ``bench/peers/stack_floor.py`` runs ``textclf serve``'s
+  own supervisor, nginx.conf and gunicorn command line with a plain Flask route around the predictor
+  as the app (no hooks, rules, request ids, deadlines or request log);
 - ``bare``: the predictor in-process, no HTTP: one process per worker (1 ORT thread each, as the
   server's workers), each classifying the same requests back to back; the server's throughput
   over this is its overhead as a ratio.
@@ -327,6 +333,7 @@ def role_of(cmd: str) -> str:
         ("java", "mms java frontend"),
         ("model_service_worker", "mms python worker"),
         ("textclf serve", "textclf serve (supervisor)"),
+        ("stack_floor.py", "stack-floor supervisor"),
         ("multi-model-server", "mms launcher"),
         ("bin/serve", "toolkit serve (launcher)"),
     ):
@@ -375,6 +382,40 @@ def start_textclf(
         [str(VENV_BIN / "textclf"), "serve"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=root
     )
     return Server(name, port, proc, log, t)
+
+
+def start_stack_floor(root: Path, port: int, workers: int, log: Path) -> Server:
+    """``bench/peers/stack_floor.py``: ``textclf serve``'s own supervisor, nginx.conf and gunicorn command
+    line, with a plain Flask route around the predictor as the app (the floor of the stack)."""
+    env = os.environ | {
+        "SM_ROOT": str(root),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+    }
+    t = time.monotonic()
+    cmd = [str(VENV_BIN / "python"), str(bl.BENCH_DIR / "peers" / "stack_floor.py")]
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=root)
+    return Server("stack-floor", port, proc, log, t)
+
+
+def start_bare_wsgi(model_dir: Path, port: int, workers: int, log: Path, work: Path) -> Server:
+    """The floor of a gunicorn-served predictor: ``bench/peers/bare_wsgi.py`` (the product's predictor
+    behind a bare WSGI function: no nginx, Flask, hooks or request features) in a gunicorn started with
+    ``textclf serve``'s own command line, bound to a loopback port instead of its unix socket."""
+    from textclf.serve.settings import ServingSettings
+    from textclf.serve.supervisor import gunicorn_command
+
+    env = os.environ | {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
+    settings = ServingSettings.from_env(env)
+    cmd = gunicorn_command(settings, work / "bare-wsgi.sock", work)
+    cmd[cmd.index("--bind") + 1] = f"127.0.0.1:{port}"
+    assert cmd[-1] == "textclf.serve.app:create_app()", cmd
+    cmd[-1:] = ["--chdir", str(bl.BENCH_DIR / "peers"), "bare_wsgi:create_app()"]
+    env |= settings.worker_env() | {"BARE_MODEL_DIR": str(model_dir)}
+    t = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return Server("bare-wsgi", port, proc, log, t)
 
 
 def start_seed(hf_dir: Path, port: int, workers: int, log: Path) -> Server:
@@ -652,7 +693,8 @@ def main() -> None:
     ap.add_argument(
         "--servers",
         default="textclf,bare,seed,hf,distilbert,distilbert-bare",
-        help="any of textclf, bare, seed, hf, distilbert, distilbert-bare (servers take turns at every level)",
+        help="any of textclf, bare, bare-wsgi (gunicorn + a bare WSGI predictor), stack-floor (nginx -> gunicorn -> "
+        "a plain Flask route), seed, hf, distilbert, distilbert-bare (servers take turns at every level)",
     )
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--shapes", default="single,batch8", help="single (1 text per request) and/or batchN")
@@ -692,9 +734,10 @@ def main() -> None:
     results["client"] = args.client
     results["servers"] = {}
     failures: dict[str, str] = {}
-    unknown = set(servers) - {"textclf", "bare", "seed", "hf", "distilbert", "distilbert-bare"}
+    known = ("textclf", "bare", "bare-wsgi", "stack-floor", "seed", "hf", "distilbert", "distilbert-bare")
+    unknown = set(servers) - set(known)
     if unknown:
-        raise SystemExit(f"unknown servers {sorted(unknown)}: textclf, bare, seed, hf, distilbert, distilbert-bare")
+        raise SystemExit(f"unknown servers {sorted(unknown)}: {', '.join(known)}")
 
     def textclf_on(model: Path, tag: str) -> Server:
         return start_textclf(sm_root(model, work / f"sm-{tag}"), free_port(), args.workers, work / f"{tag}.log", tag)
@@ -703,8 +746,12 @@ def main() -> None:
         "textclf": lambda: textclf_on(model_dir, "textclf"),
         "seed": lambda: start_seed(hf_dir, free_port(), args.workers, work / "seed.log"),
         "hf": lambda: start_hf(hf_dir, free_port(), args.workers, work / "hf.log", work),
+        "bare-wsgi": lambda: start_bare_wsgi(model_dir, free_port(), args.workers, work / "bare-wsgi.log", work),
+        "stack-floor": lambda: start_stack_floor(
+            sm_root(model_dir, work / "sm-stack-floor"), free_port(), args.workers, work / "stack-floor.log"
+        ),
     }
-    group = [m for m in servers if m in ("textclf", "bare", "seed", "hf")]
+    group = [m for m in servers if m in ("textclf", "bare", "bare-wsgi", "stack-floor", "seed", "hf")]
     if group:
         run_group(group, starters, shapes, model_dir, levels, args, results, failures)
     group = [m for m in servers if m in ("distilbert", "distilbert-bare")]
@@ -759,6 +806,11 @@ def summarize(servers: dict[str, Any], workers: int) -> dict[str, Any]:
         b = _bare_at(servers.get("bare", {}).get("runs", []), shape, tc["concurrency"], workers)
         if b:
             s["ratios"][f"textclf/bare {shape}"] = tc["req_per_s"] / b["req_per_s"]
+        for floor_name in ("bare-wsgi", "stack-floor"):  # the floors: no Flask or nginx; a plain Flask route
+            floor = sat.get(floor_name, {}).get(shape)
+            fb = floor and _bare_at(servers.get("bare", {}).get("runs", []), shape, floor["concurrency"], workers)
+            if floor and fb:
+                s["ratios"][f"{floor_name}/bare {shape}"] = floor["req_per_s"] / fb["req_per_s"]
         for peer in ("seed", "hf"):
             p = sat.get(peer, {}).get(shape)
             if p:
@@ -780,9 +832,14 @@ def summarize(servers: dict[str, Any], workers: int) -> dict[str, Any]:
     )
     if tc1 and b1:
         s["ratios"]["textclf p50 - bare p50 single at c=1 (ms)"] = tc1["p50_ms"] - b1["p50_ms"]
+    for floor_name in ("bare-wsgi", "stack-floor"):
+        f1 = _at(servers.get(floor_name, {}).get("runs", []), "single", 1)
+        if f1 and b1:
+            s["ratios"][f"{floor_name} p50 - bare p50 single at c=1 (ms)"] = f1["p50_ms"] - b1["p50_ms"]
     # the same ratios level by level: each pair ran minutes apart at most, back to back
     s["per_level"] = []
-    for base, others in (("textclf", ("bare", "seed", "hf")), ("distilbert", ("distilbert-bare",))):
+    textclf_others = ("bare", "bare-wsgi", "stack-floor", "seed", "hf")
+    for base, others in (("textclf", textclf_others), ("distilbert", ("distilbert-bare",))):
         for r in servers.get(base, {}).get("runs", []):
             row = {"server": base, "shape": r["shape"], "concurrency": r["concurrency"], "req_per_s": r["req_per_s"]}
             for o in others:
@@ -868,7 +925,9 @@ def render(results: dict[str, Any]) -> tuple[str, list[str]]:
         table += "\n\nRatios (same run):\n\n" + bl.md_table(ratios, ["ratio", "value"])
     per_level = results["summary"].get("per_level")
     if per_level:
-        cols = ["server", "shape", "concurrency", "req_per_s", "x bare", "x seed", "x hf", "x distilbert-bare"]
+        cols = ["server", "shape", "concurrency", "req_per_s", "x bare", "x bare-wsgi", "x stack-floor", "x seed"]
+        cols += ["x hf"]
+        cols += ["x distilbert-bare"]
         cols += ["seed p99 / textclf p99", "hf p99 / textclf p99"]
         table += "\n\nRatios level by level (servers took turns at each level):\n\n" + bl.md_table(per_level, cols)
     if results["summary"].get("aims"):

@@ -1,7 +1,7 @@
 """The floor of a gunicorn-served predictor: the product's predictor behind a bare WSGI function.
 
-No Flask, no hooks, no request ids, rules, deadlines or request log: the body is read, its one
-``"inputs"`` text classified by ``textclf.model.predictor.Classifier`` (1 ORT thread) and the
+No Flask, no hooks, no request ids, rules, deadlines or request log: the body is read, its
+``"inputs"`` (a text or a list of texts) classified by ``textclf.model.predictor.Classifier`` (1 ORT thread) and the
 answer written as JSON. ``bench/request_breakdown.py`` runs it with ``textclf serve``'s own gunicorn
 command line (worker class, threads, keep-alive), so that the time gunicorn itself costs on this
 machine, for an app that takes as long as the model, is measured rather than guessed::
@@ -24,9 +24,15 @@ def create_app() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[byte
     classifier.warmup()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] == "GET":  # /ping, for the benchmark's readiness check
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+            return [b"{}"]
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        text = json.loads(environ["wsgi.input"].read(length))["inputs"]
-        body = json.dumps(classifier.predict([text])[0]).encode()
+        inputs = json.loads(environ["wsgi.input"].read(length))["inputs"]
+        if isinstance(inputs, str):
+            body = json.dumps(classifier.predict([inputs])[0]).encode()
+        else:  # a list of texts: one answer each
+            body = json.dumps(classifier.predict(inputs)).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 

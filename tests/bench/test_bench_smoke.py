@@ -64,14 +64,15 @@ def _have_nginx() -> bool:
 
 @pytest.mark.skipif(not _have_nginx(), reason="textclf serve needs nginx (apt-get install nginx-light)")
 def test_server_benchmark_and_readme_table_at_minimal_size(tmp_path: Path) -> None:
-    """bench/server_load.py against the real stack (nginx -> gunicorn -> Flask), the bare predictor and
-    the seed-style Flask+PyTorch peer on a tiny model, then bench/make_readme_table.py over its result."""
+    """bench/server_load.py against the real stack (nginx -> gunicorn -> Flask), the bare predictor, the
+    floors (gunicorn + a bare WSGI predictor; the stack with a plain Flask route) and the seed-style
+    Flask+PyTorch peer on a tiny model, then bench/make_readme_table.py over its result."""
     hf_dir = make_tiny_model(tmp_path / "tiny-hf")
     out = tmp_path / "results"
     cmd = [
         sys.executable,
         str(REPO / "bench" / "server_load.py"),
-        "--servers=textclf,bare,seed",
+        "--servers=textclf,bare,bare-wsgi,stack-floor,seed",
         "--concurrency=2",
         "--shapes=single,batch2",
         "--workers=1",
@@ -90,8 +91,8 @@ def test_server_benchmark_and_readme_table_at_minimal_size(tmp_path: Path) -> No
     assert "server_load.py" in result["command"] and result["date"] and result["machine"]["cpus"] >= 1
     assert len(result["loadavg_start"]) == 3 and len(result["loadavg_end"]) == 3
     assert result["failures"] == {}, result["failures"]
-    assert set(result["servers"]) == {"textclf", "bare", "seed"}
-    for name in ("textclf", "seed"):
+    assert set(result["servers"]) == {"textclf", "bare", "bare-wsgi", "stack-floor", "seed"}
+    for name in ("textclf", "bare-wsgi", "stack-floor", "seed"):
         runs = result["servers"][name]["runs"]
         assert {(r["shape"], r["concurrency"]) for r in runs} == {("single", 2), ("batch2", 2)}
         for r in runs:
@@ -101,7 +102,11 @@ def test_server_benchmark_and_readme_table_at_minimal_size(tmp_path: Path) -> No
         roles = {p["role"] for p in result["servers"][name]["processes"]["after_load"]}
         assert "gunicorn worker" in roles
     assert all(r["req_per_s"] > 0 for r in result["servers"]["bare"]["runs"])
-    assert {"textclf/bare single", "textclf/seed single (saturation throughput)"} <= set(result["summary"]["ratios"])
+    ratios = set(result["summary"]["ratios"])
+    floors = {"bare-wsgi/bare single", "stack-floor/bare single"}
+    assert {"textclf/bare single", "textclf/seed single (saturation throughput)", *floors} <= ratios
+    roles = {p["role"] for p in result["servers"]["stack-floor"]["processes"]["after_load"]}
+    assert {"stack-floor supervisor", "nginx worker", "gunicorn worker"} <= roles, roles
     assert "| server |" in (out / "server-smoke.md").read_text()
 
     # the tables for bench/README.md (make readme-tables splices them in), with links into the results folder
