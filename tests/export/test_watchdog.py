@@ -89,3 +89,31 @@ def test_it_works_in_a_forked_child() -> None:
     answer = os.read(read, 1)
     os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+def test_arming_a_later_deadline_does_not_wake_the_thread() -> None:
+    """One request after another, each with a deadline a minute away (the serving default): the thread
+    sleeps through them all instead of waking once per request."""
+    dog = Watchdog()
+    for _ in range(200):
+        options = Options()
+        with dog.stop_at(time.monotonic() + 60, options):
+            pass
+        assert not options.terminate
+    time.sleep(0.05)
+    assert dog.wakeups <= 2, f"the thread woke {dog.wakeups} times for 200 armings"
+    assert dog._heap == []
+
+
+def test_a_deadline_armed_while_the_thread_idles_still_fires() -> None:
+    """With nothing armed the thread wakes by itself now and then; a deadline armed in between (later
+    than that wake-up, so without waking it) must still fire on time."""
+    dog, first, second = Watchdog(), Options(), Options()
+    with dog.stop_at(time.monotonic() + 0.05, first):  # starts the thread, which wakes at that deadline,
+        pass
+    time.sleep(0.2)  # finds nothing armed, and sleeps IDLE_WAKE_S (1 s)
+    t = time.monotonic()
+    with dog.stop_at(t + 1.5, second):
+        while not second.terminate and time.monotonic() - t < 5:
+            time.sleep(0.01)
+    assert second.terminate and 1.4 <= time.monotonic() - t < 2.5

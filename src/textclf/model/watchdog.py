@@ -3,7 +3,10 @@
 A run is stopped by setting its ``RunOptions.terminate``; ORT checks the flag between kernels. A
 ``threading.Timer`` per call did that too, but started (and tore down) a thread for every request:
 measurable on a single-text request (``bench/results/request-breakdown.md``). Here, arming a
-deadline is a heap push under a lock, and one daemon thread sleeps until the earliest one.
+deadline is a heap push under a lock, and one daemon thread sleeps until the earliest one. Arming
+wakes that thread only when the new deadline comes before the thread's own next wake-up: with an
+empty heap it wakes every ``IDLE_WAKE_S`` by itself, so the usual request (deadline ~a minute away,
+one request at a time) costs no thread wake-up at all, only the heap push.
 
 The thread is started on first use in the process that uses it, and a forked child starts with
 a fresh lock and heap (the parent's thread, which may hold the lock at the fork, is not in the
@@ -22,6 +25,8 @@ import weakref
 from collections.abc import Iterator
 from typing import Any
 
+IDLE_WAKE_S = 1.0  # how long the thread sleeps when nothing is armed (then a later deadline needs no wake-up)
+
 
 class _Armed:
     __slots__ = ("live", "options")
@@ -39,6 +44,8 @@ class Watchdog:
         self._heap: list[tuple[float, int, _Armed]] = []
         self._seq = itertools.count()
         self._pid = -1  # the process whose thread serves the heap
+        self._wake_at = 0.0  # when the thread wakes by itself (monotonic); an earlier deadline must wake it
+        self.wakeups = 0  # how often the thread has woken (for tests: arming should rarely wake it)
         ref = weakref.ref(self)
 
         def forget_in_child() -> None:
@@ -52,6 +59,7 @@ class Watchdog:
         self._cond = threading.Condition(threading.Lock())
         self._heap = []
         self._pid = -1
+        self._wake_at = 0.0
 
     @contextlib.contextmanager
     def stop_at(self, deadline: float | None, options: Any) -> Iterator[None]:
@@ -66,7 +74,7 @@ class Watchdog:
                 self._pid = os.getpid()
                 threading.Thread(target=self._serve, name="textclf-watchdog", daemon=True).start()
             heapq.heappush(self._heap, (deadline, next(self._seq), armed))
-            if self._heap[0][2] is armed:  # a new earliest deadline: the thread must sleep less
+            if deadline < self._wake_at:  # the thread would sleep past it: wake it to sleep less
                 self._cond.notify()
         try:
             yield
@@ -86,8 +94,10 @@ class Watchdog:
                     _, _, armed = heapq.heappop(self._heap)
                     if armed.live:
                         armed.options.terminate = True
-                timeout = self._heap[0][0] - now if self._heap else None
+                timeout = self._heap[0][0] - now if self._heap else IDLE_WAKE_S
+                self._wake_at = now + timeout
                 self._cond.wait(timeout)
+                self.wakeups += 1
 
 
 WATCHDOG = Watchdog()
