@@ -377,17 +377,9 @@ class Floor:
     ``textclf serve``'s own command line, on a unix socket of its own."""
 
     def __init__(self, model_dir: Path, work: Path, workers: int, extra_env: dict[str, str]) -> None:
-        from textclf.serve.settings import ServingSettings
-        from textclf.serve.supervisor import gunicorn_command
-
-        env = os.environ | extra_env | {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
-        settings = ServingSettings.from_env(env)
         self.socket = work / "bare-wsgi.sock"
         self.socket.unlink(missing_ok=True)
-        cmd = gunicorn_command(settings, self.socket, work)
-        assert cmd[-1] == "textclf.serve.app:create_app()", cmd
-        cmd[-1:] = ["--chdir", str(bl.BENCH_DIR / "peers"), "bare_wsgi:create_app()"]
-        env |= settings.worker_env() | {"BARE_MODEL_DIR": str(model_dir)}
+        cmd, env = sl.bare_wsgi_command(model_dir, f"unix:{self.socket}", workers, work, extra_env)
         self.log = work / "bare-wsgi.log"
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
 

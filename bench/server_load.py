@@ -399,20 +399,27 @@ def start_stack_floor(root: Path, port: int, workers: int, log: Path) -> Server:
     return Server("stack-floor", port, proc, log, t)
 
 
-def start_bare_wsgi(model_dir: Path, port: int, workers: int, log: Path, work: Path) -> Server:
-    """The floor of a gunicorn-served predictor: ``bench/peers/bare_wsgi.py`` (the product's predictor
-    behind a bare WSGI function: no nginx, Flask, hooks or request features) in a gunicorn started with
-    ``textclf serve``'s own command line, bound to a loopback port instead of its unix socket."""
+def bare_wsgi_command(
+    model_dir: Path, bind: str, workers: int, work: Path, extra_env: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of ``bench/peers/bare_wsgi.py`` (the product's predictor behind a bare
+    WSGI function: no nginx, Flask, hooks or request features) in a gunicorn started with ``textclf
+    serve``'s own command line (worker class, threads, keep-alive, timeouts), bound to ``bind``."""
     from textclf.serve.settings import ServingSettings
     from textclf.serve.supervisor import gunicorn_command
 
-    env = os.environ | {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
+    env = os.environ | (extra_env or {}) | {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
     settings = ServingSettings.from_env(env)
     cmd = gunicorn_command(settings, work / "bare-wsgi.sock", work)
-    cmd[cmd.index("--bind") + 1] = f"127.0.0.1:{port}"
+    cmd[cmd.index("--bind") + 1] = bind
     assert cmd[-1] == "textclf.serve.app:create_app()", cmd
     cmd[-1:] = ["--chdir", str(bl.BENCH_DIR / "peers"), "bare_wsgi:create_app()"]
-    env |= settings.worker_env() | {"BARE_MODEL_DIR": str(model_dir)}
+    return cmd, env | settings.worker_env() | {"BARE_MODEL_DIR": str(model_dir)}
+
+
+def start_bare_wsgi(model_dir: Path, port: int, workers: int, log: Path, work: Path) -> Server:
+    """The floor of a gunicorn-served predictor (``bare_wsgi_command``) on a loopback port."""
+    cmd, env = bare_wsgi_command(model_dir, f"127.0.0.1:{port}", workers, work)
     t = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     return Server("bare-wsgi", port, proc, log, t)

@@ -1,10 +1,11 @@
 """The floor of a gunicorn-served predictor: the product's predictor behind a bare WSGI function.
 
 No Flask, no hooks, no request ids, rules, deadlines or request log: the body is read, its
-``"inputs"`` (a text or a list of texts) classified by ``textclf.model.predictor.Classifier`` (1 ORT thread) and the
-answer written as JSON. ``bench/request_breakdown.py`` runs it with ``textclf serve``'s own gunicorn
-command line (worker class, threads, keep-alive), so that the time gunicorn itself costs on this
-machine, for an app that takes as long as the model, is measured rather than guessed::
+``"inputs"`` (a text or a list of texts) classified by ``textclf.model.predictor.Classifier`` (1 ORT
+thread) and the answer written as JSON. ``bench/server_load.py`` (server ``bare-wsgi``) and
+``bench/request_breakdown.py`` run it with ``textclf serve``'s own gunicorn command line (worker
+class, threads, keep-alive), so that the time gunicorn itself costs on this machine, for an app that
+takes as long as the model, is measured rather than guessed::
 
     BARE_MODEL_DIR=MODEL_DIR .venv/bin/python -m gunicorn ... --chdir bench/peers 'bare_wsgi:create_app()'
 """
