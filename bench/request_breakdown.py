@@ -40,9 +40,11 @@ The server's overhead over the bare predictor is the median of (server - ``Class
 text by text, against the bare predictor of the rounds (same phase of the run, same gap) and, as
 issue 17 first measured it, against the predictor called back to back in the stages phase.
 
-The floor of the stack on this machine, whatever an app does: nginx's row, plus gunicorn's floor
-(the bare WSGI predictor over the bare predictor after the idle gap), plus Flask's own (a plain
-Flask route around the predictor, in-process after the gap, over the bare predictor after the gap).
+Floors, whatever an app does: gunicorn's (the bare WSGI predictor over the bare predictor after the
+idle gap) and Flask's own (a plain Flask route around the predictor, in-process after the gap, over
+the bare predictor after the gap). These medians do not add up to the whole stack's floor (each is
+a median of its own differences, and the in-process paths share this process with the client):
+``bench/server_load.py --servers textclf,bare,stack-floor`` measures that directly.
 
     .venv/bin/python bench/request_breakdown.py                     # default settings
     .venv/bin/python bench/request_breakdown.py --env TEXTCLF_WORKER_THREADS=1 --name request-breakdown-t1
@@ -571,6 +573,8 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, default=bl.RESULTS_DIR)
     ap.add_argument("--name", default="request-breakdown")
     args = ap.parse_args()
+    if not 0 <= args.idle_ms <= 1000:  # before any model is built or data read
+        ap.error(f"--idle-ms must be between 0 and 1000, got {args.idle_ms:g}")
 
     run = bl.Run(args.name)
     extra_env = dict(args.env)
@@ -582,8 +586,6 @@ def main() -> None:
     root = sl.sm_root(model_dir, work / "sm")
     print(f"model: {hf_dir} ({hf_what}); INT8 model dir {model_dir}; serve env {extra_env}", flush=True)
 
-    if not 0 <= args.idle_ms <= 1000:
-        ap.error(f"--idle-ms must be between 0 and 1000, got {args.idle_ms:g}")
     idle_s = args.idle_ms / 1000
     apps = local_apps(root, extra_env)
     try:
@@ -622,9 +624,8 @@ def main() -> None:
         "bare_wsgi_p50_ms": ly[FLOOR_LAYER]["p50_ms"],
         # what gunicorn itself costs here for an app as long as the model
         "gunicorn_floor_p50_ms": floor_ms,
-        # Flask's own floor (a plain route), and the stack's: nginx + gunicorn's floor + that route
+        # Flask's own floor: a plain route
         "plain_flask_floor_p50_ms": flask_ms,
-        "stack_floor_p50_ms": rows[0]["ms"] + floor_ms + flask_ms,
         "app_in_process_over_idle_bare_p50_ms": _paired_ms(
             ly[APP_LOCAL]["ns_by_request"], ly[BARE_LOCAL]["ns_by_request"]
         ),
@@ -669,8 +670,6 @@ def main() -> None:
          summary["gunicorn_floor_p50_ms"]),
         ("Flask and the product's request features inside gunicorn: our app's socket minus the bare WSGI one, ms",
          summary["app_over_bare_wsgi_p50_ms"]),
-        ("the floor of nginx -> gunicorn -> Flask here: nginx's row + gunicorn's floor + Flask's floor, ms",
-         summary["stack_floor_p50_ms"]),
         ("bare predictor back to back (stages phase) p50 ms", bare),
         ("server - bare back to back (across the two phases: the machine may drift between them), ms",
          summary["overhead_p50_ms"]),
@@ -680,7 +679,7 @@ def main() -> None:
         ("the same app inside the server, its own latency_ms p50 (request log)", in_server.get("latency_p50_ms")),
         ("... and its thread's CPU ms p50 (request log)", in_server.get("cpu_p50_ms")),
     ]  # fmt: skip
-    table += "\n\nAt concurrency 1; the first nine rows pair paths that took turns in the same rounds:\n\n"
+    table += "\n\nAt concurrency 1; the first eight rows pair paths that took turns in the same rounds:\n\n"
     table += bl.md_table([{"what": w, "value": v} for w, v in what], ["what", "value"])
     notes = [
         f"Model: {hf_dir} ({hf_what}), exported INT8 at max_seq_length {args.max_seq_length}; SST-2 dev "
