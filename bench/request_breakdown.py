@@ -565,7 +565,10 @@ def main() -> None:
     ap.add_argument("--per-round", type=int, default=300)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument(
-        "--idle-ms", type=float, default=1.0, help="idle gap before each in-process call that stands for a server's"
+        "--idle-ms",
+        type=float,
+        default=1.0,
+        help="untimed sleep before each in-process call that stands for a server's worker, idle between requests",
     )
     ap.add_argument("--texts", choices=["sst2", "builtin"], default="sst2", help="SST-2 dev, or a few built-in ones")
     ap.add_argument("--env", action="append", default=[], type=_setting, help="KEY=VALUE for serve (repeatable)")
