@@ -92,6 +92,12 @@ def _call_graph(tmp: Path, k: int) -> Path:
     return path
 
 
+def _per(a: float, b: float) -> float | None:
+    """``a / b``, or None when ``b`` is not above zero: an ORT layer that takes no longer than an empty
+    ``session.run`` call (a tiny shape) has no time of its own left to divide by."""
+    return a / b if b > 0 else None
+
+
 def take_turns(calls: dict[str, Callable[[], Any]], max_s: float, max_rounds: int) -> dict[str, list[float]]:
     """Seconds of every call of each entry; the calls take turns, who goes first rotating by round."""
     for fn in calls.values():  # warm-up: lazy set-up and first-shape planning out of the timings
@@ -177,9 +183,9 @@ def measure(
                 for engine in ENGINES:
                     row[f"{engine}_us"] = med[f"{engine} {k}x{n}"] * 1e6
                     per_engine[engine] += layers * count * med[f"{engine} {k}x{n}"]
-                row["torch_gmacs"] = m * k * n / med[f"torch {k}x{n}"] / 1e9
-                row["int8_gmacs"] = m * k * n / med[f"int8 {k}x{n}"] / 1e9
-                row["int8_x_torch"] = med[f"torch {k}x{n}"] / med[f"int8 {k}x{n}"]
+                row["torch_gmacs"] = _per(m * k * n / 1e9, med[f"torch {k}x{n}"])
+                row["int8_gmacs"] = _per(m * k * n / 1e9, med[f"int8 {k}x{n}"])
+                row["int8_x_torch"] = _per(med[f"torch {k}x{n}"], med[f"int8 {k}x{n}"])
                 shape_rows.append(row)
             t_model, i_model = med["torch model"], med["int8 model"]
             length_rows.append(
@@ -192,9 +198,9 @@ def measure(
                     "torch_linears_ms": per_engine["torch"] * 1e3,
                     "ort_fp32_linears_ms": per_engine["ort-fp32"] * 1e3,
                     "int8_linears_ms": per_engine["int8"] * 1e3,
-                    "linears_x": per_engine["torch"] / per_engine["int8"],
+                    "linears_x": _per(per_engine["torch"], per_engine["int8"]),
                     "int8_rest_ms": (i_model - per_engine["int8"]) * 1e3,
-                    "ceiling_x": t_model / per_engine["int8"],
+                    "ceiling_x": _per(t_model, per_engine["int8"]),
                 }
             )
             print(json.dumps(length_rows[-1]), flush=True)
@@ -208,9 +214,9 @@ def measure(
         row = {"tokens": PEAK_M, "layer": "peak: feed-forward up at M 512", "k_x_n": f"{k}x{n}", "per_block": "-"}
         for engine in ENGINES:
             row[f"{engine}_us"] = peak[engine] * 1e6
-        row["torch_gmacs"] = PEAK_M * k * n / peak["torch"] / 1e9
-        row["int8_gmacs"] = PEAK_M * k * n / peak["int8"] / 1e9
-        row["int8_x_torch"] = peak["torch"] / peak["int8"]
+        row["torch_gmacs"] = _per(PEAK_M * k * n / 1e9, peak["torch"])
+        row["int8_gmacs"] = _per(PEAK_M * k * n / 1e9, peak["int8"])
+        row["int8_x_torch"] = _per(peak["torch"], peak["int8"])
         shape_rows.append(row)
     return shape_rows, length_rows
 
