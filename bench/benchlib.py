@@ -243,6 +243,22 @@ def timed_loop(
     return times
 
 
+# -- one-node ONNX graphs -------------------------------------------------------------------------
+def save_graph(
+    path: Path, name: str, nodes: list[Any], inputs: list[Any], outputs: list[Any], inits: list[Any]
+) -> Path:
+    """Write a small ONNX graph (opset 17, IR 8: what this ONNX Runtime loads) to ``path``; returns it."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(
+        helper.make_graph(nodes, name, inputs, outputs, inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
 # -- FLOPs -----------------------------------------------------------------------------------------
 # INT8 (VNNI, QInt8) MatMul peak per core of this machine kind when idle (shared/reference/performance.md);
 # peak.py measures it again in every run, but on a busy shared machine that measurement is slowed too.

@@ -49,7 +49,6 @@ def linear_shapes(config: dict[str, Any]) -> list[tuple[str, int, int, int]]:
 
 def _linear_graphs(tmp: Path, k: int, n: int, rng: np.random.Generator) -> tuple[Path, Path, np.ndarray, np.ndarray]:
     """An FP32 ``MatMul`` + ``Add`` graph (K x N weights, any number of rows) and its product INT8 version."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from textclf.export.options import ExportOptions
@@ -57,17 +56,14 @@ def _linear_graphs(tmp: Path, k: int, n: int, rng: np.random.Generator) -> tuple
 
     w = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
     b = (rng.standard_normal(n) * 0.01).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
+    fp32 = bl.save_graph(
+        tmp / f"linear_{k}x{n}.onnx",
         f"linear_{k}x{n}",
+        [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "S", k])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "S", n])],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    fp32 = tmp / f"linear_{k}x{n}.onnx"
-    onnx.save(model, str(fp32))
     int8 = tmp / f"linear_{k}x{n}.int8.onnx"
     quantize_int8(fp32, int8, per_channel=ExportOptions().per_channel)
     return fp32, int8, w, b
@@ -76,26 +72,45 @@ def _linear_graphs(tmp: Path, k: int, n: int, rng: np.random.Generator) -> tuple
 def _call_graph(tmp: Path, k: int) -> Path:
     """A one-node ``Shape`` of the same input (three integers out): what a ``session.run`` call costs
     besides its kernels. A layer inside the model does not pay it, so it comes off each ORT layer."""
-    import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph(
-        [helper.make_node("Shape", ["x"], ["y"])],
+    return bl.save_graph(
+        tmp / f"call_{k}.onnx",
         "call",
+        [helper.make_node("Shape", ["x"], ["y"])],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "S", k])],
         [helper.make_tensor_value_info("y", TensorProto.INT64, [3])],
+        [],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path = tmp / f"call_{k}.onnx"
-    onnx.save(model, str(path))
-    return path
 
 
 def _per(a: float, b: float) -> float | None:
     """``a / b``, or None when ``b`` is not above zero: an ORT layer that takes no longer than an empty
     ``session.run`` call (a tiny shape) has no time of its own left to divide by."""
     return a / b if b > 0 else None
+
+
+def _without_call(med: dict[str, float]) -> tuple[dict[str, float], float]:
+    """The medians with the ``ort call`` entry taken out and its cost taken off every ORT layer (never
+    below zero; whole models keep theirs: they pay one call too); and that cost."""
+    call = med.pop("ort call")
+
+    def own(key: str, t: float) -> float:
+        return max(0.0, t - call) if key.startswith(("ort-fp32 ", "int8 ")) and not key.endswith("model") else t
+
+    return {key: own(key, t) for key, t in med.items()}, call
+
+
+def _layer_row(tokens: int, layer: str, k: int, n: int, per_block: Any, med: dict[str, float]) -> dict[str, Any]:
+    """One linear layer's row from the medians (seconds) of ``f"{engine} {k}x{n}"``."""
+    row: dict[str, Any] = {"tokens": tokens, "layer": layer, "k_x_n": f"{k}x{n}", "per_block": per_block}
+    for engine in ENGINES:
+        row[f"{engine}_us"] = med[f"{engine} {k}x{n}"] * 1e6
+    torch_s, int8_s = med[f"torch {k}x{n}"], med[f"int8 {k}x{n}"]
+    row["torch_gmacs"] = _per(tokens * k * n / 1e9, torch_s)
+    row["int8_gmacs"] = _per(tokens * k * n / 1e9, int8_s)
+    row["int8_x_torch"] = _per(torch_s, int8_s)
+    return row
 
 
 def take_turns(calls: dict[str, Callable[[], Any]], max_s: float, max_rounds: int) -> dict[str, list[float]]:
@@ -172,21 +187,11 @@ def measure(
             calls = linear_calls(m)
             calls["torch model"] = lambda f=torch_feed: torch_model(**f)
             calls["int8 model"] = lambda f=ort_feed: int8_model.run(None, f)
-            med = {k: statistics.median(v) for k, v in take_turns(calls, max_s, max_rounds).items()}
-            call = med.pop("ort call")
-            for key in med:
-                if key.startswith(("ort-fp32 ", "int8 ")) and not key.endswith("model"):
-                    med[key] = max(0.0, med[key] - call)
-            per_engine = dict.fromkeys(ENGINES, 0.0)
-            for name, k, n, count in shapes:
-                row: dict[str, Any] = {"tokens": m, "layer": name, "k_x_n": f"{k}x{n}", "per_block": count}
-                for engine in ENGINES:
-                    row[f"{engine}_us"] = med[f"{engine} {k}x{n}"] * 1e6
-                    per_engine[engine] += layers * count * med[f"{engine} {k}x{n}"]
-                row["torch_gmacs"] = _per(m * k * n / 1e9, med[f"torch {k}x{n}"])
-                row["int8_gmacs"] = _per(m * k * n / 1e9, med[f"int8 {k}x{n}"])
-                row["int8_x_torch"] = _per(med[f"torch {k}x{n}"], med[f"int8 {k}x{n}"])
-                shape_rows.append(row)
+            med, call = _without_call(
+                {k: statistics.median(v) for k, v in take_turns(calls, max_s, max_rounds).items()}
+            )
+            per_engine = {e: sum(layers * c * med[f"{e} {k}x{n}"] for _, k, n, c in shapes) for e in ENGINES}
+            shape_rows += [_layer_row(m, name, k, n, count, med) for name, k, n, count in shapes]
             t_model, i_model = med["torch model"], med["int8 model"]
             length_rows.append(
                 {
@@ -207,17 +212,9 @@ def measure(
         # The hardware's own ratio: the feed-forward product at a large M, where arithmetic is all.
         big = linear_calls(PEAK_M)
         _, k, n, _ = shapes[1]
-        chosen = {e: big[f"{e} {k}x{n}"] for e in ENGINES} | {"ort call": big["ort call"]}
-        peak = {e: statistics.median(v) for e, v in take_turns(chosen, max_s, max_rounds).items()}
-        call = peak.pop("ort call")
-        peak = {e: t if e == "torch" else max(0.0, t - call) for e, t in peak.items()}
-        row = {"tokens": PEAK_M, "layer": "peak: feed-forward up at M 512", "k_x_n": f"{k}x{n}", "per_block": "-"}
-        for engine in ENGINES:
-            row[f"{engine}_us"] = peak[engine] * 1e6
-        row["torch_gmacs"] = _per(PEAK_M * k * n / 1e9, peak["torch"])
-        row["int8_gmacs"] = _per(PEAK_M * k * n / 1e9, peak["int8"])
-        row["int8_x_torch"] = _per(peak["torch"], peak["int8"])
-        shape_rows.append(row)
+        chosen = {key: big[key] for key in (*(f"{e} {k}x{n}" for e in ENGINES), "ort call")}
+        peak, _ = _without_call({key: statistics.median(v) for key, v in take_turns(chosen, max_s, max_rounds).items()})
+        shape_rows.append(_layer_row(PEAK_M, f"peak: feed-forward up at M {PEAK_M}", k, n, "-", peak))
     return shape_rows, length_rows
 
 

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchlib import Run, md_table, percentile, timed_loop
+from benchlib import Run, md_table, percentile, save_graph, timed_loop
 
 
 def _graphs(tmp: Path, m: int, k: int, n: int) -> dict[str, Path]:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -30,12 +29,7 @@ def _graphs(tmp: Path, m: int, k: int, n: int) -> dict[str, Path]:
     w = rng.standard_normal((k, n)).astype(np.float32) * 0.05
 
     def save(name: str, nodes: list, inputs: list, outputs: list, inits: list) -> Path:
-        graph = helper.make_graph(nodes, name, inputs, outputs, inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        path = tmp / f"{name}.onnx"
-        onnx.save(model, str(path))
-        return path
+        return save_graph(tmp / f"{name}.onnx", name, nodes, inputs, outputs, inits)
 
     fp32 = save(
         "fp32",
