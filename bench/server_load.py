@@ -366,9 +366,16 @@ def sm_root(model: Path, root: Path) -> Path:
 
 
 def start_textclf(
-    root: Path, port: int, workers: int, log: Path, name: str = "textclf", extra_env: dict[str, str] | None = None
+    root: Path,
+    port: int,
+    workers: int,
+    log: Path,
+    name: str = "textclf",
+    extra_env: dict[str, str] | None = None,
+    command: list[str] | None = None,
 ) -> Server:
-    """``textclf serve`` on the SM_ROOT ``root``; ``extra_env``: more variables, e.g. ``TEXTCLF_*`` settings."""
+    """``textclf serve`` on the SM_ROOT ``root``; ``extra_env``: more variables, e.g. ``TEXTCLF_*`` settings;
+    ``command``: another program to start in serve's place, with serve's environment."""
     env = {
         **os.environ,
         "SM_ROOT": str(root),
@@ -378,25 +385,16 @@ def start_textclf(
         **(extra_env or {}),
     }
     t = time.monotonic()
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "textclf"), "serve"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=root
-    )
+    cmd = command or [str(VENV_BIN / "textclf"), "serve"]
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=root)
     return Server(name, port, proc, log, t)
 
 
 def start_stack_floor(root: Path, port: int, workers: int, log: Path) -> Server:
     """``bench/peers/stack_floor.py``: ``textclf serve``'s own supervisor, nginx.conf and gunicorn command
     line, with a plain Flask route around the predictor as the app (the floor of the stack)."""
-    env = os.environ | {
-        "SM_ROOT": str(root),
-        "SAGEMAKER_BIND_TO_PORT": str(port),
-        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
-        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-    }
-    t = time.monotonic()
-    cmd = [str(VENV_BIN / "python"), str(bl.BENCH_DIR / "peers" / "stack_floor.py")]
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=root)
-    return Server("stack-floor", port, proc, log, t)
+    command = [str(VENV_BIN / "python"), str(bl.BENCH_DIR / "peers" / "stack_floor.py")]
+    return start_textclf(root, port, workers, log, "stack-floor", command=command)
 
 
 def bare_wsgi_command(
@@ -796,6 +794,11 @@ def _at(runs: list[dict[str, Any]], shape: str, c: int) -> dict[str, Any] | None
     return next((r for r in runs if r["shape"] == shape and r["concurrency"] == c), None)
 
 
+# Servers whose throughput and concurrency-1 latency are compared with the bare predictor's: the product,
+# and its floors (no nginx or Flask; nginx -> gunicorn -> a plain Flask route).
+OVER_BARE = ("textclf", "bare-wsgi", "stack-floor")
+
+
 def summarize(servers: dict[str, Any], workers: int) -> dict[str, Any]:
     s: dict[str, Any] = {"saturation": {}, "ratios": {}}
     for name, data in servers.items():
@@ -806,18 +809,16 @@ def summarize(servers: dict[str, Any], workers: int) -> dict[str, Any]:
                     k: best[k] for k in ("concurrency", "req_per_s", "texts_per_s", "p50_ms", "p99_ms", "errors")
                 }
     sat = s["saturation"]
+    bare_runs = servers.get("bare", {}).get("runs", [])
     for shape in sorted({r["shape"] for r in servers.get("textclf", {}).get("runs", [])}):
         tc = sat.get("textclf", {}).get(shape)
         if not tc:
             continue
-        b = _bare_at(servers.get("bare", {}).get("runs", []), shape, tc["concurrency"], workers)
-        if b:
-            s["ratios"][f"textclf/bare {shape}"] = tc["req_per_s"] / b["req_per_s"]
-        for floor_name in ("bare-wsgi", "stack-floor"):  # the floors: no Flask or nginx; a plain Flask route
-            floor = sat.get(floor_name, {}).get(shape)
-            fb = floor and _bare_at(servers.get("bare", {}).get("runs", []), shape, floor["concurrency"], workers)
-            if floor and fb:
-                s["ratios"][f"{floor_name}/bare {shape}"] = floor["req_per_s"] / fb["req_per_s"]
+        for name in OVER_BARE:
+            best = sat.get(name, {}).get(shape)
+            b = best and _bare_at(bare_runs, shape, best["concurrency"], workers)
+            if best and b:
+                s["ratios"][f"{name}/bare {shape}"] = best["req_per_s"] / b["req_per_s"]
         for peer in ("seed", "hf"):
             p = sat.get(peer, {}).get(shape)
             if p:
@@ -833,16 +834,11 @@ def summarize(servers: dict[str, Any], workers: int) -> dict[str, Any]:
         if d_bare:
             s["ratios"]["distilbert/distilbert-bare imdb128-single"] = d["req_per_s"] / d_bare["req_per_s"]
     # one request at a time: what the stack adds to the bare predictor's latency (issue 17: <= 1.5 ms)
-    tc1 = _at(servers.get("textclf", {}).get("runs", []), "single", 1)
-    b1 = next(
-        (r for r in servers.get("bare", {}).get("runs", []) if (r["shape"], r["concurrency"]) == ("single", 1)), None
-    )
-    if tc1 and b1:
-        s["ratios"]["textclf p50 - bare p50 single at c=1 (ms)"] = tc1["p50_ms"] - b1["p50_ms"]
-    for floor_name in ("bare-wsgi", "stack-floor"):
-        f1 = _at(servers.get(floor_name, {}).get("runs", []), "single", 1)
-        if f1 and b1:
-            s["ratios"][f"{floor_name} p50 - bare p50 single at c=1 (ms)"] = f1["p50_ms"] - b1["p50_ms"]
+    b1 = next((r for r in bare_runs if (r["shape"], r["concurrency"]) == ("single", 1)), None)
+    for name in OVER_BARE:
+        r1 = _at(servers.get(name, {}).get("runs", []), "single", 1)
+        if r1 and b1:
+            s["ratios"][f"{name} p50 - bare p50 single at c=1 (ms)"] = r1["p50_ms"] - b1["p50_ms"]
     # the same ratios level by level: each pair ran minutes apart at most, back to back
     s["per_level"] = []
     textclf_others = ("bare", "bare-wsgi", "stack-floor", "seed", "hf")

@@ -20,6 +20,14 @@ from typing import Any
 from textclf.model.predictor import Classifier
 
 
+def answer(classifier: Classifier, body: bytes) -> bytes:
+    """The JSON answer to ``{"inputs": text}`` (one prediction) or ``{"inputs": [texts]}`` (one each)."""
+    inputs = json.loads(body)["inputs"]
+    if isinstance(inputs, str):
+        return json.dumps(classifier.predict([inputs])[0]).encode()
+    return json.dumps(classifier.predict(inputs)).encode()
+
+
 def create_app() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
     classifier = Classifier.load(os.environ["BARE_MODEL_DIR"], threads=1)
     classifier.warmup()
@@ -29,11 +37,7 @@ def create_app() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[byte
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
             return [b"{}"]
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        inputs = json.loads(environ["wsgi.input"].read(length))["inputs"]
-        if isinstance(inputs, str):
-            body = json.dumps(classifier.predict([inputs])[0]).encode()
-        else:  # a list of texts: one answer each
-            body = json.dumps(classifier.predict(inputs)).encode()
+        body = answer(classifier, environ["wsgi.input"].read(length))
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 

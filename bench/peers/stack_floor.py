@@ -13,10 +13,10 @@ over the bare predictor is the floor of nginx -> gunicorn -> Flask on the machin
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+from bare_wsgi import answer  # this folder: on sys.path as the script's, and by gunicorn's --chdir
 from flask import Flask, Response, request
 
 from textclf.model.predictor import Classifier
@@ -44,10 +44,7 @@ def create_app() -> Flask:
 
     @app.post("/invocations")
     def invocations() -> Response:
-        inputs = json.loads(request.get_data())["inputs"]
-        if isinstance(inputs, str):
-            return Response(json.dumps(classifier.predict([inputs])[0]), content_type="application/json")
-        return Response(json.dumps(classifier.predict(inputs)), content_type="application/json")
+        return Response(answer(classifier, request.get_data()), content_type="application/json")
 
     return app
 
