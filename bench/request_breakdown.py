@@ -143,13 +143,17 @@ def local_apps(sm_root: Path, extra_env: dict[str, str]) -> LocalApps:
     return LocalApps(app, served, plain, drain)
 
 
-def wsgi_call(wsgi: Callable[..., Any], body: bytes) -> int:
-    """Nanoseconds of one POST /invocations through the WSGI callable ``wsgi`` (which must answer 200)."""
+def request_environ(body: bytes) -> dict[str, Any]:
+    """The WSGI environ of one POST /invocations with a JSON ``body`` (built before any timing)."""
     from werkzeug.test import EnvironBuilder
 
-    environ = EnvironBuilder(
+    return EnvironBuilder(
         path="/invocations", method="POST", data=body, headers={"Content-Type": "application/json"}
     ).get_environ()
+
+
+def wsgi_call(wsgi: Callable[..., Any], environ: dict[str, Any]) -> int:
+    """Nanoseconds of one request (``environ``) through the WSGI callable ``wsgi`` (which must answer 200)."""
     status: list[str] = []
 
     def start_response(s: str, headers: Any, exc_info: Any = None) -> None:
@@ -216,7 +220,7 @@ def stages(apps: LocalApps, texts: list[str], n: int, idle_s: float) -> dict[str
                     if name.endswith("after idle"):
                         time.sleep(idle_s)
                     if name.startswith("wsgi total"):
-                        took = wsgi_call(app.wsgi_app, bodies[i])
+                        took = wsgi_call(app.wsgi_app, request_environ(bodies[i]))
                     else:
                         t = _ns()
                         timed[name](i)
@@ -410,16 +414,22 @@ class Floor:
 
 
 class InProcess:
-    """A path that runs in this process, timed in the rounds beside the layers: ``call(text)`` after an
-    untimed sleep of ``idle_s`` (a server's worker at concurrency 1 is idle between requests too)."""
+    """A path that runs in this process, timed in the rounds beside the layers: ``ready(text)`` builds
+    its input (``build(text)``) and sleeps ``idle_s`` (a server's worker at concurrency 1 is idle between
+    requests too), both untimed; then ``send`` runs ``call`` on that input, timed."""
 
     closed_by_server = 0
 
-    def __init__(self, name: str, call: Callable[[str], Any], idle_s: float) -> None:
-        self.name, self.call, self.idle_s = name, call, idle_s
+    def __init__(self, name: str, build: Callable[[str], Any], call: Callable[[Any], Any], idle_s: float) -> None:
+        self.name, self.build, self.call, self.idle_s = name, build, call, idle_s
+        self._input: Any = None
+
+    def ready(self, text: str) -> None:
+        self._input = self.build(text)
+        time.sleep(self.idle_s)
 
     def send(self, text: str) -> int:
-        self.call(text)
+        self.call(self._input)
         return 200
 
     def close(self) -> None:
@@ -435,13 +445,13 @@ BARE_LOCAL = "in-process: the bare predictor (Classifier.predict)"
 def in_process_paths(apps: LocalApps, idle_s: float) -> list[InProcess]:
     clf = apps.served.service.model
 
-    def body(text: str) -> bytes:
-        return json.dumps({"inputs": text}).encode()
+    def environ(text: str) -> dict[str, Any]:
+        return request_environ(json.dumps({"inputs": text}).encode())
 
     return [
-        InProcess(APP_LOCAL, lambda t: wsgi_call(apps.app.wsgi_app, body(t)), idle_s),
-        InProcess(PLAIN_LOCAL, lambda t: wsgi_call(apps.plain.wsgi_app, body(t)), idle_s),
-        InProcess(BARE_LOCAL, lambda t: clf.predict([t]), idle_s),
+        InProcess(APP_LOCAL, environ, lambda env: wsgi_call(apps.app.wsgi_app, env), idle_s),
+        InProcess(PLAIN_LOCAL, environ, lambda env: wsgi_call(apps.plain.wsgi_app, env), idle_s),
+        InProcess(BARE_LOCAL, lambda t: [t], clf.predict, idle_s),
     ]
 
 
@@ -472,6 +482,8 @@ def layers(
     count = {c.name: 0 for c in clients}
     for c in clients:  # warm-up
         for text in texts[:30]:
+            if isinstance(c, InProcess):
+                c.ready(text)
             assert c.send(text) == 200
     for r in range(rounds):
         for c in clients[r % len(clients) :] + clients[: r % len(clients)]:
@@ -479,7 +491,7 @@ def layers(
             for j in range(per_round):
                 i = (r * per_round + j) % len(texts)
                 if isinstance(c, InProcess):
-                    time.sleep(c.idle_s)
+                    c.ready(texts[i])
                 t = _ns()
                 status = c.send(texts[i])
                 lat[c.name][(r, i)] = _ns() - t
