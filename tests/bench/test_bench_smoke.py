@@ -188,7 +188,10 @@ def test_request_breakdown_runs_at_minimal_size(tmp_path: Path) -> None:
     assert summary["bare_wsgi_p50_ms"] > 0 and summary["bare_predict_after_idle_p50_ms"] > 0
     stages = result["stages"]["median_ms"]
     assert all(stages[k] > 0 for k in ("ORT session.run", "tokenizer", "predict", "wsgi total"))
-    assert [r["layer"] for r in result["breakdown"]][-1] == "Flask + hooks"
+    *_, flask_row, log_row = result["breakdown"]
+    assert flask_row["layer"] == "Flask + hooks"
+    # the log line is written after the answer: CPU time, no latency
+    assert log_row["layer"].startswith("request log") and log_row["ms"] == 0 and log_row["cpu_ms"] > 0
     # the app timed after an idle gap too, in the stages: the gap has its own row
     assert result["stages"]["idle_ms"] == 1.0 and stages["wsgi total after idle"] > 0
     assert any(r["layer"].startswith("waking from idle: the app after 1 ms idle") for r in result["breakdown"])

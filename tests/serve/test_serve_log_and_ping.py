@@ -125,3 +125,41 @@ def test_ping_is_200_once_one_worker_has_loaded_and_503_while_none_has(model_dir
         (gate / "open-all").touch()
         wait_for(lambda: pids("loaded") == {first, second}, "the second worker to load")
         assert requests.get(serve.url("/ping"), timeout=5).status_code == 200
+
+
+# -- when the line is written ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "status"), [({"inputs": "a fine film"}, 200), ({"inputs": ""}, 400)], ids=["answered", "refused"]
+)
+def test_the_log_line_is_written_once_the_answer_is_sent(
+    model_dir: Path, tmp_path: Path, body: dict, status: int
+) -> None:
+    """The app writes a request's line when the server closes the answer's body (after sending it), so
+    the client does not wait for the write; the line is complete all the same."""
+    import dataclasses
+    import io
+
+    from werkzeug.test import EnvironBuilder
+
+    from textclf.serve.app import create_app
+    from textclf.serve.request_log import RequestLog
+    from textclf.serve.settings import ServingSettings
+
+    root = make_sm_root(model_dir, tmp_path / "opt-ml")
+    app = create_app(ServingSettings.from_env({"SM_ROOT": str(root)}))
+    stream = io.StringIO()
+    served = app.extensions["textclf"]
+    app.extensions["textclf"] = dataclasses.replace(served, request_log=RequestLog("v1", stream=stream))
+    environ = EnvironBuilder(
+        path="/invocations", method="POST", json=body, headers={"X-Request-Id": "req-42"}
+    ).get_environ()
+    statuses: list[str] = []
+    answer = app.wsgi_app(environ, lambda s, headers, exc_info=None: statuses.append(s))
+    sent = b"".join(answer)
+    assert statuses[0].startswith(str(status)) and sent
+    assert stream.getvalue() == ""  # nothing yet: the server is still sending
+    answer.close()
+    (line,) = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert (line["request_id"], line["status"], line["path"]) == ("req-42", status, "/invocations")
+    assert line["texts"] == (1 if status == 200 else 0) and line["latency_ms"] > 0
+    assert ("error" in line) == (status != 200)

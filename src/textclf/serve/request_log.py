@@ -31,6 +31,9 @@ METRICS = (
     ("ServerErrors", "Count"),
 )
 
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
 
 class RequestLog:
     """Writes request records as single JSON lines; safe to share between a worker's threads."""
@@ -82,7 +85,7 @@ class RequestLog:
                     },
                 }
             )
-        text = json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+        text = _ENCODER.encode(line) + "\n"
         stream = self.stream or sys.stdout
         with self._lock:
             stream.write(text)

@@ -13,11 +13,13 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.sansio.utils import get_content_length
 
 from textclf.errors import RequestError
 from textclf.serve import codecs
@@ -34,6 +36,8 @@ from textclf.serve.settings import ServingSettings
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 REQUEST_ID = "X-Request-Id"
 ROUTES = "GET /ping, POST /invocations and GET /execution-parameters"
+_REQUEST_ID_ENV = "HTTP_X_REQUEST_ID"  # the WSGI environ's names of those headers
+_ATTRIBUTES_ENV = "HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 logger = logging.getLogger("textclf.serve.app")
 blueprint = Blueprint("textclf", __name__)
@@ -49,7 +53,7 @@ class Served:
     default_accept: str
     model_info: dict[str, str]  # model_version and model_created_at, in /ping and every log record
 
-    @property
+    @cached_property
     def limits(self) -> Limits:
         """What one request may cost, from the settings (TEXTCLF_MAX_WINDOWS, _MIN_STRIDE, _REQUEST_DEADLINE)."""
         s = self.settings
@@ -65,50 +69,80 @@ def _json_response(value: Any, status: int = 200) -> Response:
 
 
 def error_response(status: int, message: str) -> Response:
-    g.error = message
-    body = {"error": {"code": status, "message": message, "request_id": g.get("request_id", "")}}
+    state = _state()
+    if state is not None:
+        state.error = message
+    body = {"error": {"code": status, "message": message, "request_id": state.request_id if state else ""}}
     return _json_response(body, status)
 
 
 # -- around every request ----------------------------------------------------------------------------
-@blueprint.before_app_request
-def start() -> None:
-    given = request.headers.get(REQUEST_ID, "")
-    g.request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
-    g.started = time.perf_counter()
-    g.arrived = time.monotonic()  # the request deadline counts from here (perf_counter is for latency only)
-    g.usage = Usage()
+# The hooks read the WSGI environ and keep a request's state in one object: each access to Flask's
+# context-local ``request`` or ``g`` is a proxy lookup, and the single-text request's profile showed
+# dozens of them (bench/results/request-breakdown.md).
+@dataclass(slots=True)
+class RequestState:
+    """One request's own figures, from its arrival to its log line (``g.state``)."""
+
+    request_id: str
+    started: float  # perf_counter, for the latency
+    arrived: float  # monotonic: the request deadline counts from here
     # thread_time: this request's thread only (process_time sums every thread of the gthread
     # worker, and its clock is slow enough to show up in profiles). ORT pool threads are not counted.
-    g.cpu = time.thread_time()
-    g.texts = 0
+    cpu: float
+    usage: Usage = field(default_factory=Usage)
+    texts: int = 0
+    input_texts: list[str] | None = None  # only with TEXTCLF_LOG_TEXTS
+    error: str | None = None
+
+
+def _state() -> RequestState | None:
+    return g.get("state")
+
+
+@blueprint.before_app_request
+def start() -> None:
+    given = request.environ.get(_REQUEST_ID_ENV, "")
+    g.state = RequestState(
+        request_id=given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex,
+        started=time.perf_counter(),
+        arrived=time.monotonic(),
+        cpu=time.thread_time(),
+    )
 
 
 @blueprint.after_app_request
 def finish(response: Response) -> Response:
-    response.headers[REQUEST_ID] = g.get("request_id", "")
-    if CUSTOM_ATTRIBUTES in request.headers and CUSTOM_ATTRIBUTES not in response.headers:
-        response.headers[CUSTOM_ATTRIBUTES] = request.headers[CUSTOM_ATTRIBUTES]
-    if request.path == "/ping" and response.status_code == 200:
+    state, environ = _state(), request.environ
+    headers = response.headers
+    headers[REQUEST_ID] = state.request_id if state is not None else ""
+    if (attributes := environ.get(_ATTRIBUTES_ENV)) is not None and CUSTOM_ATTRIBUTES not in headers:
+        headers[CUSTOM_ATTRIBUTES] = attributes
+    path = request.path
+    if path == "/ping" and response.status_code == 200:
         return response  # health checks every few seconds would drown the log
     now, cpu_now = time.perf_counter(), time.thread_time()
     record: dict[str, Any] = {
-        "request_id": g.get("request_id", ""),
-        "method": request.method,
-        "path": request.path,
+        "request_id": state.request_id if state is not None else "",
+        "method": environ.get("REQUEST_METHOD", ""),
+        "path": path,
         "status": response.status_code,
-        "latency_ms": round((now - g.get("started", now)) * 1000, 2),
-        "cpu_ms": round((cpu_now - g.get("cpu", cpu_now)) * 1000, 2),
-        "texts": g.get("texts", 0),
-        "model_inputs": usage.model_inputs if (usage := g.get("usage")) is not None else 0,
-        "bytes_in": request.content_length or 0,
-        "content_type": request.headers.get("Content-Type", ""),
-        "accept": request.headers.get("Accept", ""),
-        "model_created_at": served().model_info["model_created_at"],
+        "latency_ms": round((now - (state.started if state is not None else now)) * 1000, 2),
+        "cpu_ms": round((cpu_now - (state.cpu if state is not None else cpu_now)) * 1000, 2),
+        "texts": state.texts if state is not None else 0,
+        "model_inputs": state.usage.model_inputs if state is not None else 0,
+        "bytes_in": get_content_length(environ.get("CONTENT_LENGTH"), environ.get("HTTP_TRANSFER_ENCODING")) or 0,
+        "content_type": environ.get("CONTENT_TYPE", ""),
+        "accept": environ.get("HTTP_ACCEPT", ""),
     }
-    if "error" in g:
-        record["error"] = g.error
-    served().request_log.write(record, g.get("input_texts"))
+    this = served()
+    record["model_created_at"] = this.model_info["model_created_at"]
+    if state is not None and state.error is not None:
+        record["error"] = state.error
+    log, texts = this.request_log, state.input_texts if state is not None else None
+    # Written once the server has sent the answer (it closes the body then), not before: the line
+    # holds nothing that sending changes, and the client need not wait for it.
+    response.call_on_close(lambda: log.write(record, texts))
     return response
 
 
@@ -132,18 +166,18 @@ def execution_parameters() -> Response:
 
 @blueprint.post("/invocations")
 def invocations() -> Response:
-    state = served()
-    media = codecs.request_type(request.headers.get("Content-Type"))
-    accept = codecs.negotiate(request.headers.get("Accept"), media, state.default_accept)
+    this, state, environ = served(), g.state, request.environ
+    media = codecs.request_type(environ.get("CONTENT_TYPE"))
+    accept = codecs.negotiate(environ.get("HTTP_ACCEPT"), media, this.default_accept)
     inputs = codecs.decode(request.get_data(cache=False), media)
-    g.texts = len(inputs.texts)
-    if state.settings.log_texts:
-        g.input_texts = inputs.texts
-    attributes = parse_custom_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
-    results, context = state.service.invoke(
-        inputs, attributes, g.request_id, limits=state.limits, started=g.arrived, usage=g.usage
+    state.texts = len(inputs.texts)
+    if this.settings.log_texts:
+        state.input_texts = inputs.texts
+    attributes = parse_custom_attributes(environ.get(_ATTRIBUTES_ENV))
+    results, context = this.service.invoke(
+        inputs, attributes, state.request_id, limits=this.limits, started=state.arrived, usage=state.usage
     )
-    body = codecs.encode(results, inputs.single, accept, last_newline=not state.settings.batch)
+    body = codecs.encode(results, inputs.single, accept, last_newline=not this.settings.batch)
     response = Response(body, content_type=codecs.content_type_header(accept))
     if context.response_attributes != attributes:
         echoed = format_custom_attributes(context.response_attributes)
@@ -180,5 +214,7 @@ def http_error(exc: HTTPException) -> Response:
 
 @blueprint.app_errorhandler(Exception)
 def server_error(exc: Exception) -> Response:
-    logger.exception("request %s failed: %s", g.get("request_id", ""), exc)
-    return error_response(500, f"internal error; the server log has the details under request id {g.request_id}")
+    state = _state()
+    request_id = state.request_id if state is not None else ""
+    logger.exception("request %s failed: %s", request_id, exc)
+    return error_response(500, f"internal error; the server log has the details under request id {request_id}")
