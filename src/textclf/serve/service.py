@@ -131,7 +131,7 @@ class PredictionParameters:
     def as_dict(self) -> dict[str, Any]:
         # Shallow: the fields are numbers, booleans and None (dataclasses.asdict deep-copies, which
         # showed in the single-text request's profile).
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _PARAMETER_FIELDS}
 
     def check(self, model: Model, pairs: bool, min_stride: int = 1) -> None:
         """What only the model can tell: the one place a request's parameters meet the model.
@@ -153,6 +153,9 @@ class PredictionParameters:
             )
         if self.stride > model.max_stride:
             raise RequestError(f"stride must be an integer from {lowest} to {model.max_stride}, got {self.stride}")
+
+
+_PARAMETER_FIELDS = tuple(f.name for f in fields(PredictionParameters))
 
 
 # -- custom attributes ----------------------------------------------------------------------------------
@@ -269,11 +272,9 @@ class InferenceService:
 
     @contextlib.contextmanager
     def _slot(self, deadline: float | None, limits: Limits) -> Iterator[None]:
-        """This worker's turn at the model; waiting for it ends at the deadline (503: the worker was
-        busy with others' requests the whole time, which is no fault of this one)."""
-        if self._lock is None:
-            yield
-            return
+        """This worker's turn at the model (with ``exclusive``); waiting for it ends at the deadline
+        (503: the worker was busy with others' requests the whole time, which is no fault of this one)."""
+        assert self._lock is not None
         wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
         if not self._lock.acquire(timeout=wait):
             raise RequestError(
@@ -285,6 +286,20 @@ class InferenceService:
             yield
         finally:
             self._lock.release()
+
+    def _predict(
+        self, texts: list[str], pairs: list[str] | None, params: PredictionParameters, budget: _RequestBudget
+    ) -> list[Prediction]:
+        return self.model.predict(
+            texts,
+            pairs,
+            top_k=params.top_k,
+            threshold=params.threshold,
+            sliding_window=params.sliding_window,
+            stride=params.stride,
+            batch_size=self.batch_size,
+            budget=budget,
+        )
 
     def invoke(
         self,
@@ -314,10 +329,11 @@ class InferenceService:
                 "quote texts that contain commas"
             )
         params = resolve_parameters(inputs.parameters, attributes)
+        resolved = params.as_dict()
         context = RuleContext(
             request_id=request_id,
             attributes=dict(attributes),
-            parameters=params.as_dict(),
+            parameters=dict(resolved),
             labels=list(self.model.labels),
             content_type=inputs.content_type,
             text_pairs=None if inputs.pairs is None else list(inputs.pairs),
@@ -327,10 +343,12 @@ class InferenceService:
         pairs = context.text_pairs
         if pairs is not None and len(pairs) != len(texts):
             raise HookContractError(f"a before() hook left {len(pairs)} text pairs for {len(texts)} texts")
-        try:  # a before() hook may have changed the parameters
-            params = PredictionParameters(**{k: context.parameters[k] for k in params.as_dict()})
-        except KeyError as exc:
-            raise HookContractError(f"a before() hook removed the parameter {exc} from context.parameters") from None
+        if context.parameters != resolved:  # a before() hook changed them
+            try:
+                params = PredictionParameters(**{k: context.parameters[k] for k in resolved})
+            except KeyError as exc:
+                removed = f"a before() hook removed the parameter {exc} from context.parameters"
+                raise HookContractError(removed) from None
         # Checked after the hooks, which may change texts, pairs and parameters.
         if pairs is not None and not self.model.text_pair:
             raise RequestError("this model classifies single texts; it takes no text pairs")
@@ -339,17 +357,11 @@ class InferenceService:
         params.check(self.model, pairs is not None, limits.min_stride)
         budget = _RequestBudget(limits, params, deadline, usage)
         try:
-            with self._slot(deadline, limits):
-                predictions = self.model.predict(
-                    texts,
-                    pairs,
-                    top_k=params.top_k,
-                    threshold=params.threshold,
-                    sliding_window=params.sliding_window,
-                    stride=params.stride,
-                    batch_size=self.batch_size,
-                    budget=budget,
-                )
+            if self._lock is None:
+                predictions = self._predict(texts, pairs, params, budget)
+            else:
+                with self._slot(deadline, limits):
+                    predictions = self._predict(texts, pairs, params, budget)
         except TimeoutError as exc:
             if limits.deadline_s is None:
                 raise  # not ours: without a deadline the predictor never stops a call
