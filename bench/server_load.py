@@ -40,6 +40,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -643,16 +644,21 @@ def run_group(
                     bare_run(name, bare_dir, shape, requests, 1, n, None, args.seconds)
                 )
             for i, c in enumerate(levels):
-                for name in turn[i % len(turn) :] + turn[: i % len(turn)]:
-                    try:
-                        if name.endswith("bare"):
-                            r = bare_run(name, bare_dir, shape, requests, args.workers, n, c, args.seconds)
-                        else:
-                            r = one_run(live[name], shape, requests, c, n, args)
-                        results["servers"][name]["runs"].append(r)
-                    except Exception as exc:
-                        failures[f"{name} {shape} c={c}"] = f"{type(exc).__name__}: {exc}"
-                        print(f"  {name} {shape} c={c} FAILED: {exc}", flush=True)
+                for rnd in range(args.rounds):
+                    k = (i + rnd) % len(turn)
+                    for name in turn[k:] + turn[:k]:
+                        try:
+                            if name.endswith("bare"):
+                                r = bare_run(name, bare_dir, shape, requests, args.workers, n, c, args.seconds)
+                            else:
+                                r = one_run(live[name], shape, requests, c, n, args)
+                            results["servers"][name]["runs"].append(r | {"round": rnd})
+                        except Exception as exc:
+                            failures[f"{name} {shape} c={c}"] = f"{type(exc).__name__}: {exc}"
+                            print(f"  {name} {shape} c={c} FAILED: {exc}", flush=True)
+        for name in turn:
+            data = results["servers"][name]
+            data["runs"] = merge_rounds(data["runs"])
         for name, server in live.items():
             procs = server.processes()
             label_gunicorn(procs)
@@ -660,6 +666,32 @@ def run_group(
     finally:
         for server in live.values():
             server.stop()
+
+
+# What merge_rounds keeps as the median of a level's rounds; the counts are summed.
+_MEDIAN_FIELDS = ("req_per_s", "texts_per_s", "p50_ms", "p99_ms")
+
+
+def merge_rounds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run per (shape, concurrency, level): with ``--rounds`` > 1, the median of its rounds'
+    throughput and latency percentiles, the sum of their requests and errors, and each round's
+    req/s and p50 under ``rounds``. A single round is kept as it ran."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["shape"], r["concurrency"], r.get("level")), []).append(r)
+    merged = []
+    for group in groups.values():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        m = dict(group[0])
+        for key in _MEDIAN_FIELDS:
+            m[key] = statistics.median(r[key] for r in group)
+        for key in ("completed", "errors"):
+            m[key] = sum(r[key] for r in group)
+        m["rounds"] = [{"req_per_s": r["req_per_s"], "p50_ms": r["p50_ms"]} for r in group]
+        merged.append(m)
+    return merged
 
 
 def rss_summary(procs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -706,6 +738,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-requests", type=int, default=3000, help="per run (divided by texts per request)")
     ap.add_argument("--seconds", type=float, default=15.0, help="per run")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="runs of every server at every level, taking turns; the results are their medians (a noisy machine)",
+    )
     ap.add_argument("--timeout", type=float, default=20.0, help="per request")
     ap.add_argument("--hf-dir", help="Hugging Face classifier to serve (default: the fine-tuned SST-2 MiniLM if any)")
     ap.add_argument("--texts", choices=["sst2", "builtin"], default="sst2", help="SST-2 dev, or a few built-in ones")
@@ -715,6 +753,8 @@ def main() -> None:
     ap.add_argument("--name", default="server")
     ap.add_argument("--render", type=Path, help="recompute the summary and .md of a results JSON (no run)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.render:
         if not args.render.is_file():
             ap.error(f"--render {args.render}: no such results file")
@@ -945,6 +985,13 @@ def render(results: dict[str, Any]) -> tuple[str, list[str]]:
         "level, rotating who goes first; after each run the next waits until the last server's CPU use settles. "
         "The bare predictor ran as one of the turns, with as many processes as the servers have workers."
     )
+    rounds = max((len(r.get("rounds", [])) for d in results["servers"].values() for r in d["runs"]), default=0)
+    if rounds > 1:
+        notes.append(
+            f"Every server ran {rounds} times at every level, the servers taking turns each round (the first "
+            "rotating); each row is the median of its rounds (requests and errors: their sum), and the ratios "
+            "are taken between those medians."
+        )
     notes.append(
         "Saturation = the concurrency with the highest throughput. The load generator runs on the same 2 cores "
         f"as the servers ({results['client']}, one thread)."

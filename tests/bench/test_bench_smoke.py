@@ -78,6 +78,7 @@ def test_server_benchmark_and_readme_table_at_minimal_size(tmp_path: Path) -> No
         "--workers=1",
         "--max-requests=12",
         "--seconds=1",
+        "--rounds=2",
         "--texts=builtin",
         f"--hf-dir={hf_dir}",
         f"--work-dir={tmp_path / 'work'}",
@@ -97,6 +98,9 @@ def test_server_benchmark_and_readme_table_at_minimal_size(tmp_path: Path) -> No
         assert {(r["shape"], r["concurrency"]) for r in runs} == {("single", 2), ("batch2", 2)}
         for r in runs:
             assert r["completed"] > 0 and r["errors"] == 0 and r["p99_ms"] >= r["p50_ms"] > 0
+            # two rounds, merged into one row: the median of the two (their mean) and the sum of requests
+            assert len(r["rounds"]) == 2
+            assert r["req_per_s"] == pytest.approx(sum(x["req_per_s"] for x in r["rounds"]) / 2)
         startup = result["servers"][name]["startup"]
         assert 0 < startup["first_ping_s"] <= startup["first_prediction_s"]
         roles = {p["role"] for p in result["servers"][name]["processes"]["after_load"]}
@@ -108,6 +112,7 @@ def test_server_benchmark_and_readme_table_at_minimal_size(tmp_path: Path) -> No
     roles = {p["role"] for p in result["servers"]["stack-floor"]["processes"]["after_load"]}
     assert {"stack-floor supervisor", "nginx worker", "gunicorn worker"} <= roles, roles
     assert "| server |" in (out / "server-smoke.md").read_text()
+    assert "Every server ran 2 times at every level" in (out / "server-smoke.md").read_text()
 
     # the tables for bench/README.md (make readme-tables splices them in), with links into the results folder
     table = [sys.executable, str(REPO / "bench" / "make_readme_table.py"), f"--results={out}"]
@@ -236,6 +241,7 @@ def test_int8_ceiling_runs_at_minimal_size(tmp_path: Path) -> None:
         ("request_breakdown.py", ["--env", "=value"], "'=value' is not KEY=VALUE"),
         ("request_breakdown.py", ["--idle-ms", "-1"], "--idle-ms must be between 0 and 1000, got -1"),
         ("server_load.py", ["--render", "no/such/results.json"], "--render no/such/results.json: no such results file"),
+        ("server_load.py", ["--rounds", "0"], "--rounds must be at least 1, got 0"),
         ("int8_ceiling.py", ["--lengths", "25,many"], "--lengths must be comma-separated integers, got '25,many'"),
         ("int8_ceiling.py", ["--lengths", "1"], "--lengths must be at least 2 tokens each, got '1'"),
     ],
