@@ -330,26 +330,6 @@ class Layer:
             self.sock = None
 
 
-def cpu_ns(pids: list[int]) -> int:
-    """Nanoseconds on CPU of every thread of ``pids`` (``schedstat``: exact, unlike clock ticks)."""
-    total = 0
-    for pid in pids:
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                total += int((task / "schedstat").read_text().split()[0])
-    return total
-
-
-def process_groups(server: sl.Server) -> dict[str, list[int]]:
-    """nginx's and gunicorn's processes under ``textclf serve`` (by ``server_load.role_of``)."""
-    groups: dict[str, list[int]] = {"nginx": [], "gunicorn": []}
-    for pid in [server.proc.pid, *bl.descendants(server.proc.pid)]:
-        program = sl.role_of(bl.cmdline(pid)).split()[0]
-        if program in groups:
-            groups[program].append(pid)
-    return groups
-
-
 def app_in_server(log: Path) -> dict[str, float]:
     """The app's own view of its requests in the server (the request log: before_request to
     after_request, and that thread's CPU time), medians over the /invocations lines."""
@@ -477,7 +457,7 @@ def layers(
         Layer("gunicorn socket, new connection", sock_path, keep_alive=False),
         Layer("gunicorn socket, keep-alive", sock_path, keep_alive=True),
     ]
-    groups = process_groups(server)
+    groups = {k: v for k, v in sl.process_groups(server).items() if k != "other"}
     if floor is not None:
         clients.append(Layer(FLOOR_LAYER, str(floor.socket), keep_alive=True))
         groups["bare WSGI gunicorn"] = floor.pids()
@@ -492,7 +472,7 @@ def layers(
             assert c.send(text) == 200
     for r in range(rounds):
         for c in clients[r % len(clients) :] + clients[: r % len(clients)]:
-            before = {g: cpu_ns(p) for g, p in groups.items()} | {"client": time.thread_time_ns()}
+            before = {g: bl.cpu_ns(p) for g, p in groups.items()} | {"client": time.thread_time_ns()}
             for j in range(per_round):
                 i = (r * per_round + j) % len(texts)
                 if isinstance(c, InProcess):
@@ -502,7 +482,7 @@ def layers(
                 lat[c.name][(r, i)] = _ns() - t
                 if status != 200:
                     raise RuntimeError(f"{c.name}: status {status}")
-            after = {g: cpu_ns(p) for g, p in groups.items()} | {"client": time.thread_time_ns()}
+            after = {g: bl.cpu_ns(p) for g, p in groups.items()} | {"client": time.thread_time_ns()}
             for g in before:
                 cpu[c.name][g] += after[g] - before[g]
             count[c.name] += per_round

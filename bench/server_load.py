@@ -345,6 +345,21 @@ def role_of(cmd: str) -> str:
     return cmd[:60]
 
 
+def process_groups(server: Server) -> dict[str, list[int]]:
+    """The server's processes by program: nginx, gunicorn, and other (supervisors, other servers' parts)."""
+    groups: dict[str, list[int]] = {"nginx": [], "gunicorn": [], "other": []}
+    for pid in [server.proc.pid, *bl.descendants(server.proc.pid)]:
+        program = role_of(bl.cmdline(pid)).split()[0]
+        groups[program if program in groups else "other"].append(pid)
+    return groups
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (the load generator, once waited for)."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def label_gunicorn(procs: list[dict[str, Any]]) -> None:
     """gunicorn's master is the parent of the others; call them worker by parent pid."""
     pids = {p["pid"] for p in procs}
@@ -476,14 +491,14 @@ def _bare_worker(model_dir: str, requests: list[list[str]], n: int, max_s: float
         clf.predict(r)
     barrier.wait()
     lat = []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for i in range(n):
         t = time.perf_counter()
         clf.predict(requests[i % len(requests)])
         lat.append(time.perf_counter() - t)
         if time.perf_counter() - t0 > max_s:
             break
-    q.put((lat, time.perf_counter() - t0))
+    q.put((lat, time.perf_counter() - t0, time.process_time() - cpu0))
 
 
 def bare(model_dir: Path, requests: list[list[str]], procs: int, max_requests: int, max_s: float) -> dict[str, Any]:
@@ -515,6 +530,7 @@ def bare(model_dir: Path, requests: list[list[str]], procs: int, max_requests: i
     elapsed = max(r[1] for r in results)
     s = bl.summarize_ms(lat)
     return {
+        "cpu_ms_per_request": {"predictor": sum(r[2] for r in results) * 1000 / len(lat)},
         "completed": len(lat),
         "elapsed_s": elapsed,
         "p50_ms": s["p50_ms"],
@@ -570,8 +586,19 @@ def one_run(
 ) -> dict[str, Any]:
     per_req = len(requests[0])
     load = [bl.loadavg()[0]]
+    groups = process_groups(server)
+    before = {g: bl.cpu_ns(pids) for g, pids in groups.items()}
+    client_before = _children_cpu_s()
     r = run_load(args.client, server.port, requests, c, n, args.seconds, args.timeout)
+    after = {g: bl.cpu_ns(pids) for g, pids in groups.items()}
+    client_s = _children_cpu_s() - client_before
     load.append(bl.loadavg()[0])
+    if r["completed"]:
+        # where the machine's CPU went per answered request; wrk is a child (the Python client is not)
+        cpu = {g: (after[g] - before[g]) / 1e6 / r["completed"] for g in groups}
+        if args.client == "wrk":
+            cpu["client"] = client_s * 1000 / r["completed"]
+        r["cpu_ms_per_request"] = cpu
     r |= {
         "server": server.name,
         "shape": shape,
@@ -689,6 +716,10 @@ def merge_rounds(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             m[key] = statistics.median(r[key] for r in group)
         for key in ("completed", "errors"):
             m[key] = sum(r[key] for r in group)
+        if all("cpu_ms_per_request" in r for r in group):
+            m["cpu_ms_per_request"] = {
+                g: statistics.median(r["cpu_ms_per_request"][g] for r in group) for g in group[0]["cpu_ms_per_request"]
+            }
         m["rounds"] = [{"req_per_s": r["req_per_s"], "p50_ms": r["p50_ms"]} for r in group]
         merged.append(m)
     return merged
@@ -896,8 +927,32 @@ def summarize(servers: dict[str, Any], workers: int) -> dict[str, Any]:
                     if not o.endswith("bare") and r["p99_ms"] > 0:
                         row[f"{o} p99 / {base} p99"] = q["p99_ms"] / r["p99_ms"]
             s["per_level"].append(row)
+    s["cpu_at_saturation"] = cpu_at_saturation(servers, workers)
     s["aims"] = aims(s)
     return s
+
+
+CPU_GROUPS = ("predictor", "gunicorn", "nginx", "other", "client")
+
+
+def cpu_at_saturation(servers: dict[str, Any], workers: int) -> list[dict[str, Any]]:
+    """CPU ms per request by process group in each server's highest-throughput run, and the bare
+    predictor's in the run beside textclf's: where the machine's two cores go per answer."""
+    rows = []
+    tc_best = _best(servers.get("textclf", {}).get("runs", []), "single")
+    for name, data in servers.items():
+        if name == "bare":
+            run = tc_best and _bare_at(data["runs"], "single", tc_best["concurrency"], workers)
+        else:
+            run = _best(data["runs"], "single")
+        if not run or "cpu_ms_per_request" not in run:
+            continue
+        cpu = run["cpu_ms_per_request"]
+        row = {"server": name, "concurrency": run["concurrency"], "req_per_s": run["req_per_s"]}
+        row |= {g: cpu[g] for g in CPU_GROUPS if g in cpu}
+        row["total"] = sum(cpu.values())
+        rows.append(row)
+    return rows
 
 
 def _bare_at(runs: list[dict[str, Any]], shape: str, level: int, workers: int) -> dict[str, Any] | None:
@@ -973,6 +1028,12 @@ def render(results: dict[str, Any]) -> tuple[str, list[str]]:
         cols += ["x distilbert-bare"]
         cols += ["seed p99 / textclf p99", "hf p99 / textclf p99"]
         table += "\n\nRatios level by level (servers took turns at each level):\n\n" + bl.md_table(per_level, cols)
+    cpu_rows = results["summary"].get("cpu_at_saturation")
+    if cpu_rows:
+        table += (
+            "\n\nCPU ms per request at saturation, by process group (schedstat of every thread; client: wrk; "
+            "bare: its processes, at textclf's saturation level):\n\n"
+        ) + bl.md_table(cpu_rows, ["server", "concurrency", "req_per_s", *CPU_GROUPS, "total"])
     if results["summary"].get("aims"):
         table += "\n\nAims (issues 7 and 17):\n\n" + bl.md_table(
             results["summary"]["aims"],

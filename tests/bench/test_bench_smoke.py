@@ -106,6 +106,14 @@ def test_server_benchmark_and_readme_table_at_minimal_size(tmp_path: Path) -> No
         roles = {p["role"] for p in result["servers"][name]["processes"]["after_load"]}
         assert "gunicorn worker" in roles
     assert all(r["req_per_s"] > 0 for r in result["servers"]["bare"]["runs"])
+    # where the CPU went per answered request, by process group, in every run and at saturation
+    for r in result["servers"]["textclf"]["runs"]:
+        assert r["cpu_ms_per_request"]["gunicorn"] > 0 and r["cpu_ms_per_request"]["nginx"] > 0
+    assert all(r["cpu_ms_per_request"]["predictor"] > 0 for r in result["servers"]["bare"]["runs"])
+    cpu_rows = {row["server"]: row for row in result["summary"]["cpu_at_saturation"]}
+    assert {"textclf", "bare", "bare-wsgi", "stack-floor"} <= set(cpu_rows)
+    assert cpu_rows["textclf"]["total"] >= cpu_rows["textclf"]["gunicorn"] > 0
+    assert "CPU ms per request at saturation" in (out / "server-smoke.md").read_text()
     ratios = set(result["summary"]["ratios"])
     floors = {"bare-wsgi/bare single", "stack-floor/bare single"}
     assert {"textclf/bare single", "textclf/seed single (saturation throughput)", *floors} <= ratios
