@@ -10,8 +10,9 @@ unless ``TEXTCLF_LOG_TEXTS=true`` (they may be personal data), nor headers or cu
 With ``TEXTCLF_EMF=true``, every ``/invocations`` line also carries an ``_aws`` block, which
 turns its numbers into CloudWatch metrics (``LatencyMs``, ``Texts``, ``CpuMs``, ``ClientErrors``,
 ``ServerErrors``) in the namespace ``TEXTCLF_EMF_NAMESPACE``, by model version, without a
-separate agent or API call. ``CpuMs`` is the worker process's CPU time during the request
-(all its threads: approximate when requests overlap in one worker).
+separate agent or API call. ``CpuMs`` (``cpu_ms``) is the CPU time of the thread that served the
+request, from its first hook to its last: the model's too with one ONNX Runtime thread per worker
+(the default); with more, the runtime's pool threads are not counted.
 """
 
 from __future__ import annotations
