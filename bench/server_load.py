@@ -667,9 +667,10 @@ def run_group(
             n = args.max_requests if per == 1 else max(50, args.max_requests // per)
             print(f"== {shape}", flush=True)
             for name in (m for m in turn if m.endswith("bare") and args.workers > 1):  # one process, for reference
-                results["servers"][name]["runs"].append(
-                    bare_run(name, bare_dir, shape, requests, 1, n, None, args.seconds)
-                )
+                for rnd in range(args.rounds):
+                    results["servers"][name]["runs"].append(
+                        bare_run(name, bare_dir, shape, requests, 1, n, None, args.seconds) | {"round": rnd}
+                    )
             for i, c in enumerate(levels):
                 for rnd in range(args.rounds):
                     k = (i + rnd) % len(turn)
