@@ -66,7 +66,7 @@ if want server; then
     # the floors of the stack, in one run with it: gunicorn + a bare WSGI predictor, and nginx -> gunicorn ->
     # a plain Flask route (serve's own supervisor, nginx.conf and gunicorn command line)
     heavy "${PY}" bench/server_load.py --servers textclf,bare,bare-wsgi,stack-floor --concurrency 1,4,16,64 \
-        --shapes single --workers 2 --max-requests "$(s 2000)" --seconds "$(s 12)" --name server-floor
+        --shapes single --workers 2 --max-requests "$(s 2000)" --seconds "$(s 8)" --rounds 3 --name server-floor
 fi
 
 if want profile; then
