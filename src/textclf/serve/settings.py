@@ -39,10 +39,7 @@ DEFAULT_MIN_STRIDE = 16
 # The request deadline stops inference this long before SAGEMAKER_MODEL_SERVER_TIMEOUT (when nginx
 # answers 504 while the worker computes on for nobody), leaving time to answer.
 DEADLINE_MARGIN_S = 5.0
-# Request threads per gunicorn worker: two, so that /ping is answered while the worker runs one long
-# request. More only let requests time-slice the model inside a worker: at 16 concurrent single-text
-# requests on 2 cores, 4 threads cost 5-7% of the throughput of 2 (more CPU per request: caches, GIL).
-DEFAULT_WORKER_THREADS = 2
+DEFAULT_WORKER_THREADS = 4
 CLIENT_HEADER_TIMEOUT_S = 10  # nginx: a client that sends its headers slower than this is dropped
 CLIENT_BODY_TIMEOUT_S = 30  # nginx: the longest pause between two reads of a request body
 DEFAULT_UNCERTAIN_LABEL = "uncertain"
