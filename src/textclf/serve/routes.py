@@ -70,9 +70,10 @@ def _json_response(value: Any, status: int = 200) -> Response:
 
 def error_response(status: int, message: str) -> Response:
     state = _state()
-    if state is not None:
-        state.error = message
-    body = {"error": {"code": status, "message": message, "request_id": state.request_id if state else ""}}
+    if state is None:  # start() never ran: the log line still gets the error
+        state = g.state = _new_state("")
+    state.error = message
+    body = {"error": {"code": status, "message": message, "request_id": state.request_id}}
     return _json_response(body, status)
 
 
@@ -100,46 +101,46 @@ def _state() -> RequestState | None:
     return g.get("state")
 
 
+def _new_state(request_id: str) -> RequestState:
+    return RequestState(request_id, time.perf_counter(), time.monotonic(), time.thread_time())
+
+
 @blueprint.before_app_request
 def start() -> None:
     given = request.environ.get(_REQUEST_ID_ENV, "")
-    g.state = RequestState(
-        request_id=given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex,
-        started=time.perf_counter(),
-        arrived=time.monotonic(),
-        cpu=time.thread_time(),
-    )
+    g.state = _new_state(given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex)
 
 
 @blueprint.after_app_request
 def finish(response: Response) -> Response:
-    state, environ = _state(), request.environ
+    # No state: start() never ran (a failure before it); the line then says so with zeros.
+    state, environ = _state() or _new_state(""), request.environ
     headers = response.headers
-    headers[REQUEST_ID] = state.request_id if state is not None else ""
+    headers[REQUEST_ID] = state.request_id
     if (attributes := environ.get(_ATTRIBUTES_ENV)) is not None and CUSTOM_ATTRIBUTES not in headers:
         headers[CUSTOM_ATTRIBUTES] = attributes
     path = request.path
     if path == "/ping" and response.status_code == 200:
         return response  # health checks every few seconds would drown the log
     now, cpu_now = time.perf_counter(), time.thread_time()
+    this = served()
     record: dict[str, Any] = {
-        "request_id": state.request_id if state is not None else "",
+        "request_id": state.request_id,
         "method": environ.get("REQUEST_METHOD", ""),
         "path": path,
         "status": response.status_code,
-        "latency_ms": round((now - (state.started if state is not None else now)) * 1000, 2),
-        "cpu_ms": round((cpu_now - (state.cpu if state is not None else cpu_now)) * 1000, 2),
-        "texts": state.texts if state is not None else 0,
-        "model_inputs": state.usage.model_inputs if state is not None else 0,
+        "latency_ms": round((now - state.started) * 1000, 2),
+        "cpu_ms": round((cpu_now - state.cpu) * 1000, 2),
+        "texts": state.texts,
+        "model_inputs": state.usage.model_inputs,
         "bytes_in": get_content_length(environ.get("CONTENT_LENGTH"), environ.get("HTTP_TRANSFER_ENCODING")) or 0,
         "content_type": environ.get("CONTENT_TYPE", ""),
         "accept": environ.get("HTTP_ACCEPT", ""),
+        "model_created_at": this.model_info["model_created_at"],
     }
-    this = served()
-    record["model_created_at"] = this.model_info["model_created_at"]
-    if state is not None and state.error is not None:
+    if state.error is not None:
         record["error"] = state.error
-    log, texts = this.request_log, state.input_texts if state is not None else None
+    log, texts = this.request_log, state.input_texts
     # Written once the server has sent the answer (it closes the body then), not before: the line
     # holds nothing that sending changes, and the client need not wait for it.
     response.call_on_close(lambda: log.write(record, texts))
