@@ -270,13 +270,18 @@ class InferenceService:
         # time. With one thread per run, concurrent runs in a worker only time-slice (no spinning pools).
         self._lock = threading.Lock() if exclusive else None
 
+    def _slot(self, deadline: float | None, limits: Limits) -> contextlib.AbstractContextManager[None]:
+        """This worker's turn at the model: at once without ``exclusive`` (a null context, no generator
+        per request), else the lock, whose wait ends at the deadline."""
+        return contextlib.nullcontext() if self._lock is None else self._locked(self._lock, deadline, limits)
+
+    @staticmethod
     @contextlib.contextmanager
-    def _slot(self, deadline: float | None, limits: Limits) -> Iterator[None]:
-        """This worker's turn at the model (with ``exclusive``); waiting for it ends at the deadline
-        (503: the worker was busy with others' requests the whole time, which is no fault of this one)."""
-        assert self._lock is not None
+    def _locked(lock: threading.Lock, deadline: float | None, limits: Limits) -> Iterator[None]:
+        """Hold ``lock`` for the block; waiting for it ends at the deadline (503: the worker was busy with
+        others' requests the whole time, which is no fault of this one)."""
         wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-        if not self._lock.acquire(timeout=wait):
+        if not lock.acquire(timeout=wait):
             raise RequestError(
                 f"this worker was busy with other requests for the whole request deadline of {limits.deadline_s:g} s "
                 "(TEXTCLF_REQUEST_DEADLINE): retry later, or add instances",
@@ -285,21 +290,7 @@ class InferenceService:
         try:
             yield
         finally:
-            self._lock.release()
-
-    def _predict(
-        self, texts: list[str], pairs: list[str] | None, params: PredictionParameters, budget: _RequestBudget
-    ) -> list[Prediction]:
-        return self.model.predict(
-            texts,
-            pairs,
-            top_k=params.top_k,
-            threshold=params.threshold,
-            sliding_window=params.sliding_window,
-            stride=params.stride,
-            batch_size=self.batch_size,
-            budget=budget,
-        )
+            lock.release()
 
     def invoke(
         self,
@@ -357,11 +348,17 @@ class InferenceService:
         params.check(self.model, pairs is not None, limits.min_stride)
         budget = _RequestBudget(limits, params, deadline, usage)
         try:
-            if self._lock is None:
-                predictions = self._predict(texts, pairs, params, budget)
-            else:
-                with self._slot(deadline, limits):
-                    predictions = self._predict(texts, pairs, params, budget)
+            with self._slot(deadline, limits):
+                predictions = self.model.predict(
+                    texts,
+                    pairs,
+                    top_k=params.top_k,
+                    threshold=params.threshold,
+                    sliding_window=params.sliding_window,
+                    stride=params.stride,
+                    batch_size=self.batch_size,
+                    budget=budget,
+                )
         except TimeoutError as exc:
             if limits.deadline_s is None:
                 raise  # not ours: without a deadline the predictor never stops a call
